@@ -1,0 +1,63 @@
+"""Config validation: every bad value is named with what is allowed, before any work."""
+
+import os
+import sys
+
+import pytest
+
+from dreamfusion_jax import config_check
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
+import base  # pylint: disable=g-import-not-at-top,wrong-import-position
+import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def _config(**overrides):
+  c = base.get_config()
+  c.prompt = "a red cube"
+  for dotted, value in overrides.items():
+    *path, last = dotted.split("__")
+    node = c
+    for part in path:
+      node = node[part]
+    node[last] = value
+  return c
+
+
+def test_base_and_tiny_configs_are_valid():
+  assert config_check.problems(_config()) == []
+  c = tiny.get_config()
+  c.prompt = "a red cube"
+  c.prior.model = "/some/folder"
+  assert config_check.problems(c) == []
+
+
+def test_configs_are_locked():
+  c = base.get_config()
+  with pytest.raises(AttributeError):
+    c.nerf.widht = 3  # a typo must not silently create a field
+
+
+@pytest.mark.parametrize("overrides, fragment", [
+    ({"prompt": "  "}, "config.prompt is empty"),
+    ({"distill": "dds"}, "config.distill = 'dds': must be one of sds, sjc, ism"),
+    ({"nerf__background": "black"}, "config.nerf.background = 'black': must be one of mlp, solid, random"),
+    ({"nerf__density_activation": "relu"}, "config.nerf.density_activation"),
+    ({"prior__dtype": "float16"}, "config.prior.dtype = 'float16': must be one of float32, bfloat16"),
+    ({"render__resolution": -64}, "config.render.resolution = -64: must be a positive integer"),
+    ({"batch_per_device": 0}, "config.batch_per_device = 0"),
+    ({"camera__elevation_range": (90.0, -10.0)}, "config.camera.elevation_range = (90.0, -10.0)"),
+    ({"sds__t_min": 0.9, "sds__t_max": 0.5}, "config.sds.t_min = 0.9 is above config.sds.t_max = 0.5"),
+    ({"shading__shaded_prob": 1.5}, "config.shading.shaded_prob = 1.5: must be in [0, 1]"),
+    ({"reg__opacity": -1.0}, "config.reg.opacity = -1.0: must be >= 0"),
+    ({"export__formats": ("mp4", "usdz")}, "config.export.formats has ['usdz']"),
+])
+def test_bad_values_are_named(overrides, fragment):
+  with pytest.raises(config_check.ConfigError) as err:
+    config_check.check(_config(**overrides))
+  assert fragment in str(err.value)
+
+
+def test_all_problems_reported_at_once():
+  found = config_check.problems(_config(distill="x", render__resolution=0, prompt=""))
+  assert len(found) == 3
