@@ -71,6 +71,7 @@ def get_config(arg=None):
   n.density_activation = "exp"  # exp | softplus
   n.blob_density = 5.0  # lambda_tau of the density blob lambda_tau exp(-|mu|^2 / (2 sigma_tau^2))
   n.blob_radius = 0.2  # sigma_tau
+  n.density_bias = -1.0  # added to the raw density (mip-NeRF 360's default): thins the initial fog
   n.bound = 1.4  # radius of the scene's bounding sphere
   n.background = "mlp"  # mlp (environment map on the ray direction) | solid | random
   n.background_color = (1.0, 1.0, 1.0)  # colour for background=solid
@@ -138,7 +139,9 @@ def get_config(arg=None):
   e.video_elevation = 15.0  # degrees
   e.video_distance = 1.4  # camera distance of the turntable
   e.mesh_resolution = 192  # marching-cubes grid per side
-  e.mesh_level = -1.0  # density iso-level; <= 0 picks one automatically
+  e.mesh_level = -1.0  # density iso-level; <= 0 picks the level whose surface covers the rendered silhouette
+  e.mesh_keep_largest = 0  # keep only the N largest connected components (0 keeps all)
+  e.render_chunk = 8192  # rays per call when rendering videos (bounds memory)
   e.formats = ("mp4", "gif", "glb", "obj")  # what is written at the end of a run
 
   c.lock()

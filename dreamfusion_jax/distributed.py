@@ -8,7 +8,7 @@ import os
 
 import jax
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec as P
 
 DATA_AXIS = "data"
 
@@ -35,10 +35,10 @@ def initialize(coordinator_address=None, num_processes=None, process_id=None) ->
     jax.distributed.initialize()
 
 
-def make_mesh() -> Mesh:
-  """A 1-D mesh over every device of every process; the view batch is split over `data`."""
-  devices = np.asarray(jax.devices())
-  return Mesh(devices, (DATA_AXIS,))
+def make_mesh(devices=None) -> Mesh:
+  """A 1-D mesh over `devices` (default: every device of every process); views split over `data`."""
+  devices = np.asarray(jax.devices() if devices is None else devices)
+  return Mesh(devices, (DATA_AXIS,), axis_types=(AxisType.Auto,))
 
 
 def replicated(mesh: Mesh) -> NamedSharding:
@@ -62,3 +62,12 @@ def replicate(tree, mesh: Mesh):
     return jax.make_array_from_callback(x.shape, sharding, lambda index: x[index])
 
   return jax.tree_util.tree_map(put, tree)
+
+
+def local_copy(tree):
+  """Host numpy copy of a replicated pytree, read from this process's first shard.
+
+  Works on any number of processes (unlike `jax.device_get`, which needs every shard addressable),
+  so process 0 can render logs and exports alone without entering a collective program.
+  """
+  return jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_data(0)), tree)

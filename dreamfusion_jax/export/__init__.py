@@ -1,0 +1,1 @@
+"""Outputs a person looks at: turntable videos, image grids, meshes."""

@@ -1,0 +1,239 @@
+"""The run folder: checked writable before any work, locked against a second run, config recorded.
+
+A run's `--workdir` holds config.json, checkpoints/, TensorBoard events and exports. Three things go
+wrong with it in practice and each is caught here, before minutes of compilation are spent:
+  * the folder cannot be created or written (a typo, a read-only mount, a path that is a file);
+  * a second run is started on the same folder and both write checkpoints (they would interleave);
+  * a run is resumed with a config whose parameter shapes or meaning differ from the saved one (orbax
+    would fail deep in a restore, or worse, silently continue a different experiment).
+"""
+
+import dataclasses
+import errno
+import fcntl
+import json
+import os
+import socket
+import time
+from typing import Any, Optional, Sequence
+
+CONFIG_FILE = "config.json"
+
+# Fields that fix parameter shapes or what the run means. A prefix ("nerf") covers its whole section.
+# Everything else (num_steps, log.*, optim learning rates, ...) may change when a run is resumed.
+FROZEN_KEYS = (
+    "prompt",
+    "negative_prompt",
+    "distill",
+    "nerf",
+    "prior.model",
+    "prior.latent_render",
+    "optim.optimizer",  # the optimizer state's structure
+)
+
+
+class WorkdirError(ValueError):
+  """The workdir cannot be used: not writable, locked by another run, or holds an incompatible run."""
+
+
+def _is_remote(workdir: str) -> bool:
+  return "://" in str(workdir)
+
+
+def prepare_workdir(workdir: str) -> str:
+  """Creates `workdir` if needed and proves it is writable; returns its absolute path.
+
+  Remote paths (gs://...) are returned unchanged: orbax and TensorBoard write to them through their
+  own file systems, and checking them would need cloud credentials here.
+
+  Raises:
+    WorkdirError: naming the path and the reason (a file is in the way, permission denied, ...).
+  """
+  if not workdir:
+    raise WorkdirError("--workdir is empty; pass a folder for checkpoints and outputs")
+  if _is_remote(workdir):
+    return str(workdir)
+  path = os.path.abspath(os.path.expanduser(str(workdir)))
+  if os.path.exists(path) and not os.path.isdir(path):
+    raise WorkdirError(f"--workdir {path!r} exists and is not a folder; pass a folder path")
+  try:
+    os.makedirs(path, exist_ok=True)
+    probe = os.path.join(path, f".write_probe.{socket.gethostname()}.{os.getpid()}")
+    with open(probe, "w") as f:
+      f.write("ok")
+    os.remove(probe)
+  except OSError as e:
+    raise WorkdirError(
+        f"--workdir {path!r} cannot be created or written ({e.strerror or e}); "
+        "choose a folder you can write to") from e
+  return path
+
+
+@dataclasses.dataclass
+class WorkdirLock:
+  """An exclusive lock on a workdir, held through an open file descriptor.
+
+  The lock is an flock on the open file, so the OS drops it when the process exits for any reason
+  (crash, kill -9, preemption): a dead run never blocks a new one. The pid and host written inside
+  are only for the error message a second run prints.
+  """
+  path: str
+  fd: Optional[int]
+
+  def release(self) -> None:
+    """Releases the lock (idempotent); the lock file stays, unlocked."""
+    if self.fd is not None:
+      fcntl.flock(self.fd, fcntl.LOCK_UN)
+      os.close(self.fd)
+      self.fd = None
+
+  def __enter__(self) -> "WorkdirLock":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.release()
+
+
+def _pid_alive(pid: int) -> bool:
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:  # exists, owned by someone else
+    return True
+  return True
+
+
+def _read_owner(path: str) -> dict:
+  try:
+    with open(path) as f:
+      return json.loads(f.read() or "{}")
+  except (OSError, ValueError):
+    return {}
+
+
+def acquire_lock(workdir: str, process_index: int = 0) -> WorkdirLock:
+  """Locks `workdir` for this process; refuses while another live run holds it.
+
+  Each process of a multi-process run locks its own file (`.lock.process<i>`), so the N processes of
+  one run coexist while a second run's process i collides with the first run's process i. Remote
+  workdirs get a no-op lock (object stores have no flock).
+
+  Raises:
+    WorkdirError: another live process holds the lock; the message names its pid and host.
+  """
+  if _is_remote(workdir):
+    return WorkdirLock(path=str(workdir), fd=None)
+  path = os.path.join(prepare_workdir(workdir), f".lock.process{int(process_index)}")
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+  except OSError as e:
+    os.close(fd)
+    if e.errno not in (errno.EAGAIN, errno.EACCES):  # a file system without flock (ENOLCK, ENOSYS, ...)
+      return _acquire_by_pid(path)
+    owner = _read_owner(path)
+    raise WorkdirError(
+        f"--workdir {workdir!r} is in use by another run (pid {owner.get('pid', '?')} on host "
+        f"{owner.get('host', '?')}, started {owner.get('started', '?')}). Wait for it to finish, stop it, "
+        "or pass a different --workdir.") from e
+  _write_owner(fd)
+  return WorkdirLock(path=path, fd=fd)
+
+
+def _write_owner(fd: int) -> None:
+  owner = {"pid": os.getpid(), "host": socket.gethostname(),
+           "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+  os.ftruncate(fd, 0)
+  os.pwrite(fd, json.dumps(owner).encode(), 0)
+  os.fsync(fd)
+
+
+def _acquire_by_pid(path: str) -> WorkdirLock:
+  """Lock for file systems without flock: refuse only if the recorded pid is alive on this host."""
+  owner = _read_owner(path)
+  if (owner.get("host") == socket.gethostname() and owner.get("pid") not in (None, os.getpid())
+      and _pid_alive(int(owner["pid"]))):
+    raise WorkdirError(
+        f"{os.path.dirname(path)!r} is in use by pid {owner['pid']} on this host; stop it or pass a "
+        "different --workdir")
+  fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+  _write_owner(fd)
+  os.close(fd)
+  return WorkdirLock(path=path, fd=None)
+
+
+def _config_dict(config: Any) -> dict:
+  """The config as plain JSON values (tuples become lists), as it reads back from config.json."""
+  if isinstance(config, dict):
+    return json.loads(json.dumps(config, sort_keys=True, default=str))
+  return json.loads(config.to_json_best_effort(sort_keys=True))
+
+
+def save_config(workdir: str, config: Any) -> str:
+  """Writes workdir/config.json (sorted keys), atomically; returns its path.
+
+  The write goes to a temporary file renamed into place, so a reader (or a crash) never sees half a
+  file, and concurrent writers from several processes of one run are harmless.
+  """
+  path = os.path.join(str(workdir), CONFIG_FILE)
+  text = json.dumps(_config_dict(config), sort_keys=True, indent=2) + "\n"
+  tmp = f"{path}.tmp.{socket.gethostname()}.{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+  return path
+
+
+def load_config(workdir: str) -> Optional[dict]:
+  """The saved config.json of `workdir` as a dict, or None when there is none."""
+  path = os.path.join(str(workdir), CONFIG_FILE)
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    try:
+      return json.load(f)
+    except ValueError as e:
+      raise WorkdirError(f"{path!r} is not valid JSON ({e}); restore it or pass a new --workdir") from e
+
+
+def _flatten(tree: Any, prefix: str = "") -> dict:
+  if not isinstance(tree, dict):
+    return {prefix: tree}
+  flat = {}
+  for k, v in tree.items():
+    flat.update(_flatten(v, f"{prefix}.{k}" if prefix else str(k)))
+  return flat
+
+
+def config_differences(old: dict, new: dict, keys: Sequence[str] = FROZEN_KEYS) -> list:
+  """[(field, old, new)] for every field under `keys` whose value differs ("<absent>" if missing)."""
+  old_flat, new_flat = _flatten(old), _flatten(new)
+  missing = "<absent>"
+  diffs = []
+  for name in sorted(set(old_flat) | set(new_flat)):
+    if not any(name == k or name.startswith(k + ".") for k in keys):
+      continue
+    a, b = old_flat.get(name, missing), new_flat.get(name, missing)
+    if a != b:
+      diffs.append((name, a, b))
+  return diffs
+
+
+def check_config_compatible(workdir: str, config: Any, keys: Sequence[str] = FROZEN_KEYS) -> None:
+  """Refuses to resume a run in `workdir` whose saved config differs from `config` in `keys`.
+
+  Does nothing when the workdir has no config.json (a fresh run).
+
+  Raises:
+    WorkdirError: listing each differing field with its saved and new value.
+  """
+  old = load_config(workdir)
+  if old is None:
+    return
+  diffs = config_differences(old, _config_dict(config), keys)
+  if diffs:
+    lines = "\n".join(f"  {name}: {a!r} (saved) -> {b!r} (now)" for name, a, b in diffs)
+    raise WorkdirError(
+        f"--workdir {workdir!r} holds a run with a different config; these fields cannot change when "
+        f"resuming:\n{lines}\nPass a new --workdir to start a fresh run, or restore these values.")

@@ -1,0 +1,138 @@
+"""The training step and loop: sharding invariance, resume, failure handling, end-to-end outputs."""
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+
+from dreamfusion_jax import checkpoint
+from dreamfusion_jax import config_check
+from dreamfusion_jax import distributed
+from dreamfusion_jax import step as step_lib
+from dreamfusion_jax import train
+from dreamfusion_jax import workdir as workdir_lib
+from dreamfusion_jax.nerf import field
+from dreamfusion_jax.prior import stable_diffusion
+from dreamfusion_jax.prior import testing as prior_testing
+from dreamfusion_jax.prior import text as text_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "configs"))
+import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+@pytest.fixture(scope="module")
+def pixel_prior(tmp_path_factory):
+  return prior_testing.tiny_prior_dir(tmp_path_factory.mktemp("prior"), "pixel")
+
+
+def _config(prior_dir, **overrides):
+  c = tiny.get_config()
+  c.prompt = "a red cube"
+  c.prior.model = str(prior_dir)
+  for dotted, value in overrides.items():
+    *path, last = dotted.split("__")
+    node = c
+    for part in path:
+      node = node[part]
+    node[last] = value
+  return c
+
+
+def _params_after(config, mesh, num_steps):
+  prior, prior_params = stable_diffusion.load_from_config(config)
+  text = text_lib.embed_prompts(prior, prior_params, config.prompt, config.negative_prompt, True)
+  scene = field.make_scene(config)
+  optimizer = step_lib.make_optimizer(config)
+  state = step_lib.init_state(config, scene, optimizer, mesh)
+  frozen = distributed.replicate({k: v for k, v in prior_params.items() if k in ("unet", "vae")}, mesh)
+  text = distributed.replicate(text, mesh)
+  initial = jax.device_get(state.params)
+  train_step = step_lib.make_train_step(config, scene, prior, optimizer, mesh)
+  for _ in range(num_steps):
+    state, metrics = train_step(state, frozen, text)
+  assert bool(metrics["finite"])
+  return initial, jax.device_get(state.params), metrics
+
+
+def test_sharded_step_equals_single_device_step(pixel_prior):
+  """8 devices x 1 view == 1 device x 8 views: same cameras, same noise, same update."""
+  assert jax.device_count() == 8, "tests/conftest.py sets 8 fake CPU devices"
+  initial, sharded, m8 = _params_after(_config(pixel_prior, batch_per_device=1), distributed.make_mesh(), 2)
+  _, single, m1 = _params_after(_config(pixel_prior, batch_per_device=8),
+                                distributed.make_mesh(jax.devices()[:1]), 2)
+  np.testing.assert_allclose(float(m8["loss"]), float(m1["loss"]), rtol=1e-4)
+  for a, b in zip(jax.tree_util.tree_leaves(sharded), jax.tree_util.tree_leaves(single)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+  moved = [np.abs(a - b).max() for a, b in zip(jax.tree_util.tree_leaves(sharded),
+                                               jax.tree_util.tree_leaves(initial))]
+  assert max(moved) > 1e-5, "the steps must change the params for the comparison to mean anything"
+
+
+def test_resumed_run_equals_uninterrupted_run(pixel_prior, tmp_path):
+  config = _config(pixel_prior, export__formats=())
+  straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
+  first = train.train_and_evaluate(config, str(tmp_path / "resumed"), stop_after=2)
+  assert int(first.step) == 2
+  summary = json.load(open(tmp_path / "resumed" / "summary.json"))
+  assert summary["finished"] is False and summary["steps"] == 2
+  resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
+  assert int(resumed.step) == config.num_steps
+  for a, b in zip(jax.tree_util.tree_leaves(straight.params), jax.tree_util.tree_leaves(resumed.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+
+
+def test_non_finite_loss_stops_naming_the_step(pixel_prior, tmp_path):
+  config = _config(pixel_prior, sds__guidance_scale=float("inf"))
+  with pytest.raises(train.NonFiniteError, match="not finite at step 1"):
+    train.train_and_evaluate(config, str(tmp_path / "nan"))
+  assert checkpoint.latest_step(checkpoint.make_manager(str(tmp_path / "nan"), 3, 2)) is None
+
+
+def test_refusals_come_before_any_work(pixel_prior, tmp_path):
+  workdir = str(tmp_path / "run")
+  with pytest.raises(config_check.ConfigError, match="config.distill"):
+    train.train_and_evaluate(_config(pixel_prior, distill="nope"), workdir)
+  with pytest.raises(Exception, match="unet"):
+    train.train_and_evaluate(_config(tmp_path / "no_such_prior"), workdir)
+  lock = workdir_lib.acquire_lock(workdir)
+  try:
+    with pytest.raises(Exception, match="(?i)another|in use|lock"):
+      train.train_and_evaluate(_config(pixel_prior), workdir)
+  finally:
+    lock.release()
+  workdir_lib.save_config(workdir, _config(pixel_prior, nerf__width=64))
+  with pytest.raises(Exception, match="nerf.width"):
+    train.train_and_evaluate(_config(pixel_prior), workdir)
+  blocker = tmp_path / "a_file"
+  blocker.write_text("")
+  with pytest.raises(Exception, match="a_file"):
+    train.train_and_evaluate(_config(pixel_prior), str(blocker / "run"))
+
+
+def test_main_command_writes_every_output(tmp_path):
+  """The documented command, 3 steps on a tiny latent prior (VAE path), in a fresh process."""
+  prior_dir = prior_testing.tiny_prior_dir(tmp_path / "prior", "latent")
+  workdir = tmp_path / "run"
+  cmd = [sys.executable, "-m", "dreamfusion_jax.main", "--config", "configs/tiny.py",
+         f"--config.prior.model={prior_dir}", "--config.prompt=a red cube", "--config.num_steps=3",
+         f"--workdir={workdir}"]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+  assert result.returncode == 0, result.stderr[-3000:]
+  summary = json.load(open(workdir / "summary.json"))
+  assert summary["steps"] == 3 and summary["finished"] is True
+  assert checkpoint.latest_step(checkpoint.make_manager(str(workdir), 3, 2)) == 3
+  for ext in ("mp4", "gif", "glb", "obj"):
+    assert any(name.endswith(ext) for name in os.listdir(workdir / "export" / "step_3")), ext
+  assert os.listdir(workdir / "tensorboard")
+  assert json.load(open(workdir / "config.json"))["prompt"] == "a red cube"
+  # Any checkpoint exports on demand, into its own folder (the finished run's outputs stay untouched).
+  from dreamfusion_jax.export import __main__ as export_cli  # pylint: disable=g-import-not-at-top
+  written = export_cli.export_checkpoint(str(workdir), step=2, formats=["obj"])
+  assert written["step"] == 2 and written["mesh"][0].endswith("step_2/mesh.obj")
+  assert os.path.exists(workdir / "export" / "step_3" / "mesh.glb")
