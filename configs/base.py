@@ -83,6 +83,7 @@ def get_config(arg=None):
   r.num_samples = 64  # stratified samples per ray inside the bounding sphere
   r.num_importance = 64  # extra samples resampled from the coarse weights (0 disables)
   r.stratified = True  # jitter sample positions during training
+  r.chunk = 0  # rays per rematerialised chunk in training renders (0: the whole view at once)
 
   # Camera and light sampling (paper App. A).
   c.camera = cam = ml_collections.ConfigDict()

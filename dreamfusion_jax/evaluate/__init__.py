@@ -1,0 +1,1 @@
+"""Scoring results: R-precision and geometry against ground truth."""

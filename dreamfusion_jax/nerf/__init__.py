@@ -1,0 +1,1 @@
+"""NeRF: positional encodings, the field, cameras, volume rendering, shading, regularizers."""

@@ -1,0 +1,76 @@
+"""Regularizers and their schedule against closed forms; visualisation helpers' fixed points."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import base
+from dreamfusion_jax.nerf import regularizers
+from dreamfusion_jax.nerf import vis
+from dreamfusion_jax.nerf.render import RenderOutput
+
+
+def _output(opacity, weights=None, orientation=None, normals=None, depth=None):
+  opacity = jnp.asarray(opacity, jnp.float32)
+  shape = opacity.shape
+  return RenderOutput(
+      rgb=jnp.zeros(shape + (3,)), albedo=jnp.zeros(shape + (3,)),
+      depth=jnp.zeros(shape) if depth is None else jnp.asarray(depth, jnp.float32),
+      opacity=opacity,
+      normals=jnp.zeros(shape + (3,)) if normals is None else jnp.asarray(normals, jnp.float32),
+      weights=jnp.zeros(shape + (4,)) if weights is None else jnp.asarray(weights, jnp.float32),
+      orientation=jnp.zeros(shape) if orientation is None else jnp.asarray(orientation, jnp.float32))
+
+
+def test_opacity_loss():
+  o = np.array([[0.0, 0.5], [1.0, 0.25]])
+  np.testing.assert_allclose(regularizers.opacity_loss(_output(o)), np.mean(np.sqrt(o**2 + 0.01)), rtol=1e-6)
+
+
+def test_orientation_loss_is_the_mean_per_ray_term():
+  per_ray = np.array([[0.1, 0.3], [0.0, 0.2]])
+  np.testing.assert_allclose(regularizers.orientation_loss(_output(np.ones((2, 2)), orientation=per_ray)),
+                             0.15, rtol=1e-6)
+
+
+def test_entropies():
+  assert float(regularizers.entropy_loss(_output([0.5, 0.5]))) == pytest.approx(np.log(2.0), rel=1e-5)
+  assert float(regularizers.entropy_loss(_output([0.0, 1.0]))) < 1e-3
+  uniform = _output([1.0], weights=np.full((1, 4), 0.25))
+  assert float(regularizers.entropy_loss(uniform, kind="weights")) == pytest.approx(np.log(4.0), rel=1e-5)
+  peaked = _output([1.0], weights=[[0.0, 1.0, 0.0, 0.0]])
+  assert float(regularizers.entropy_loss(peaked, kind="weights")) < 1e-3
+  with pytest.raises(ValueError, match="entropy"):
+    regularizers.entropy_loss(uniform, kind="renyi")
+  # Gradients stay finite at the clipped ends.
+  g = jax.grad(lambda o: regularizers.entropy_loss(_output(o)))(jnp.array([0.0, 1.0]))
+  assert np.all(np.isfinite(g))
+
+
+def test_orientation_weight_anneal():
+  config = base.get_config()
+  rg = config.reg
+  weight = jax.jit(lambda s: regularizers.orientation_weight(s, config))
+  np.testing.assert_allclose(weight(0), rg.orientation_start, rtol=1e-5)
+  np.testing.assert_allclose(weight(rg.orientation_anneal_steps), rg.orientation, rtol=1e-5)
+  np.testing.assert_allclose(weight(10 * rg.orientation_anneal_steps), rg.orientation, rtol=1e-5)
+  # Geometric interpolation: halfway is the geometric mean.
+  np.testing.assert_allclose(weight(rg.orientation_anneal_steps // 2),
+                             np.sqrt(rg.orientation_start * rg.orientation), rtol=1e-4)
+  steps = np.arange(0, rg.orientation_anneal_steps + 1, 250)
+  assert np.all(np.diff(np.asarray(jax.vmap(weight)(steps))) > 0)
+  with config.unlocked():
+    config.reg.orientation_start = 0.0
+  np.testing.assert_allclose(regularizers.orientation_weight(rg.orientation_anneal_steps // 2, config),
+                             0.5 * rg.orientation, rtol=1e-5)  # linear when starting from zero
+
+
+def test_normal_image():
+  out = _output([[1.0, 0.0]], normals=[[[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]])
+  np.testing.assert_allclose(vis.normal_image(out, background=1.0), [[[0.5, 0.5, 1.0], [1.0, 1.0, 1.0]]])
+
+
+def test_depth_image_orders_near_to_far():
+  out = _output([[1.0, 1.0, 1.0, 0.0]], depth=[[1.0, 2.0, 3.0, 0.0]])
+  np.testing.assert_allclose(vis.depth_image(out, background=1.0), [[0.0, 0.5, 1.0, 1.0]], atol=1e-6)
