@@ -26,6 +26,7 @@ def get_config(arg=None):
   p.model = "stabilityai/stable-diffusion-2-1-base"  # local folder or hub id, diffusers layout
   p.dtype = "bfloat16"  # float32 | bfloat16: dtype of the frozen UNet/VAE/text-encoder params
   p.local_files_only = False  # never contact a hub, even for a hub id
+  p.revision = None  # hub revision to load (e.g. "flax" or "bf16"); None: the default branch
   p.from_pt = False  # allow converting PyTorch .bin/.ckpt weights (pickles: opt-in only; needs torch)
   p.latent_render = False  # render 4 latent channels directly (latent-NeRF / SJC) instead of VAE-encoding RGB
   p.view_dependent = True  # append "front/side/back/overhead view" to the prompt per sampled view
@@ -44,6 +45,8 @@ def get_config(arg=None):
   c.sjc = j = ml_collections.ConfigDict()
   j.guidance_scale = 100.0  # SJC's released configs also guide with 100
   j.num_perturb = 1  # n in the perturb-and-average estimate (SJC: 1)
+  j.weighting = "sigma"  # sigma: (D - x) / sigma, what SJC's released code backpropagates (= SDS with
+  #                        uniform weighting); none: (D - x) / sigma^2, the paper's score itself
   j.tick_min = 30  # sigma is drawn from the schedule's ticks [tick_min, T - tick_trim) (SJC: [30:-10])
   j.tick_trim = 10
   j.emptiness_weight = 1e4  # SJC's emptiness loss log(1 + 10 w) x 1e4 ...

@@ -10,6 +10,7 @@ CHOICES = {
     "distill": ("sds", "sjc", "ism"),
     "prior.dtype": ("float32", "bfloat16"),
     "sds.weighting": ("sigma2", "uniform", "snr_sqrt"),
+    "sjc.weighting": ("sigma", "none"),
     "nerf.encoding": ("ipe", "fourier"),
     "nerf.density_activation": ("exp", "softplus"),
     "nerf.background": ("mlp", "solid", "random"),

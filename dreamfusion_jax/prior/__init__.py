@@ -1,0 +1,1 @@
+"""The frozen text-to-image diffusion prior: loading, noise schedule, prompt embeddings."""
