@@ -22,7 +22,7 @@ import jax.numpy as jnp
 from dreamfusion_jax.distill import surrogate
 from dreamfusion_jax.prior import schedule
 
-# config.sjc.get("weighting", "none"): "none" = the PAAS score itself (the paper's Algorithm 1);
+# config.sjc.weighting: "none" = the PAAS score itself (the paper's Algorithm 1);
 # "sigma" = score × σ = (D − x)/σ, what SJC's released run_sjc.py back-propagates.
 WEIGHTINGS = ("none", "sigma")
 EMPTINESS_SCALE = 10.0  # log(1 + 10 w): SJC's emptiness_scale
@@ -70,7 +70,7 @@ def sjc(config, prior, prior_params, x, text, key, step):
   """SJC surrogate loss and aux {"t", "grad_norm"}; ∂loss/∂x = −score / B (or −σ·score / B)."""
   del step  # SJC samples σ uniformly over the whole run
   c = config.sjc
-  weighting = c.get("weighting", "none")
+  weighting = c.weighting
   if weighting not in WEIGHTINGS:
     raise ValueError(f"config.sjc.weighting={weighting!r}; allowed: {', '.join(WEIGHTINGS)}")
   if c.num_perturb < 1:
