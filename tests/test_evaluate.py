@@ -1,0 +1,72 @@
+"""R-precision semantics and the benchmark runner on a tiny prior."""
+
+import json
+import os
+import sys
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dreamfusion_jax.evaluate import __main__ as evaluate_cli
+from dreamfusion_jax.evaluate import r_precision
+from dreamfusion_jax.prior import testing as prior_testing
+from dreamfusion_jax.shapes import captions
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "configs"))
+import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+
+def test_ties_count_as_hits_and_wrong_maxima_do_not():
+  scores = np.array([[0.0, 1.0, 1.0],    # true 2 ties the max: hit (shape-only scores tie colours)
+                     [3.0, 1.0, 2.0],    # true 0 is the max: hit
+                     [0.0, 2.0, 1.0]])   # true 2 is below index 1: miss
+  np.testing.assert_array_equal(r_precision.retrieval_hits(scores, [2, 0, 2]), [True, True, False])
+
+
+def test_r_precision_is_the_hit_fraction():
+  prompts = ["a red cube", "a blue cube", "a red sphere"]
+  # A scorer that reads the colour of the centre pixel and knows every caption's colour.
+  colour = {p: np.asarray(captions.COLOURS[captions.parse_prompt(p)[1]]) for p in prompts}
+  scorer = lambda images, ps: -jnp.stack(
+      [jnp.sum((images[:, 1, 1] - colour[p]) ** 2, -1) for p in ps], axis=-1)
+  images = jnp.stack([jnp.broadcast_to(jnp.asarray(captions.COLOURS[c]), (3, 3, 3)) for c in ("red", "blue", "blue", "red")])
+  # Red images tie "a red cube" with "a red sphere": both are hits for either caption.
+  assert r_precision.r_precision(scorer, images, [0, 1, 0, 2], prompts) == pytest.approx(0.75)
+  with pytest.raises(ValueError, match="true_index"):
+    r_precision.r_precision(scorer, images, [0], prompts)
+
+
+def test_default_prompts_cover_every_shape_and_colour():
+  prompts = evaluate_cli.default_prompts()
+  parsed = [captions.parse_prompt(p) for p in prompts]
+  assert len(prompts) >= 12
+  assert {s for s, _ in parsed} == set(captions.SHAPES)
+  assert {c for _, c in parsed} == set(captions.COLOUR_NAMES)
+
+
+def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
+  config = tiny.get_config()
+  config.prior.model = prior_testing.tiny_prior_dir(tmp_path / "prior", "pixel")
+  config.prompt = "placeholder"
+  config.num_steps = 2
+  prompts = ["a red cube", "a blue torus"]
+  calls = []
+
+  def scorer(images, ps):
+    calls.append(images.shape)
+    return jnp.zeros((images.shape[0], len(ps)))  # every caption ties: every retrieval is a hit
+
+  scorers = {"color": scorer, "geo": scorer}
+  out = evaluate_cli.run_benchmark(config, str(tmp_path / "eval"), ["sds"], ["0"], prompts[:1], 2, scorers)
+  (row,) = out["rows"]
+  assert row["steps"] == 2 and row["r_color"] == 1.0 and row["r_geo"] == 1.0
+  assert 0.0 <= row["iou"] <= 1.0
+  assert calls == [(2, 16, 16, 3), (2, 16, 16, 3)]  # albedo and textureless renders of 2 views
+  summary = tmp_path / "eval" / "sds" / "a_red_cube" / "seed_0" / "summary.json"
+  stamp = os.path.getmtime(summary)
+  again = evaluate_cli.run_benchmark(config, str(tmp_path / "eval"), ["sds"], ["0"], prompts[:1], 2, scorers)
+  assert os.path.getmtime(summary) == stamp, "a finished run is reused, not retrained"
+  assert again["rows"][0]["iou"] == pytest.approx(row["iou"])
+  assert "| sds | 1.00 | 1.00 |" in evaluate_cli.markdown_table(out["table"])
