@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 
 import jax
 import numpy as np
@@ -136,3 +138,25 @@ def test_main_command_writes_every_output(tmp_path):
   written = export_cli.export_checkpoint(str(workdir), step=2, formats=["obj"])
   assert written["step"] == 2 and written["mesh"][0].endswith("step_2/mesh.obj")
   assert os.path.exists(workdir / "export" / "step_3" / "mesh.glb")
+
+
+def test_sigterm_writes_a_checkpoint_and_exits_cleanly(pixel_prior, tmp_path):
+  """Preemption: SIGTERM mid-run saves the current step and exits 0; the same command resumes."""
+  workdir = tmp_path / "preempted"
+  cmd = [sys.executable, "-m", "dreamfusion_jax.main", "--config", "configs/tiny.py",
+         f"--config.prior.model={pixel_prior}", "--config.prompt=a red cube", "--config.num_steps=100000",
+         "--config.log.checkpoint_every=1000", f"--workdir={workdir}"]
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
+  proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+  # Wait until training is under way (the TensorBoard event file gets scalars every step).
+  deadline = time.time() + 300
+  while time.time() < deadline and not (workdir / "tensorboard").exists():
+    time.sleep(0.5)
+  time.sleep(5.0)
+  proc.send_signal(signal.SIGTERM)
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err[-3000:]
+  summary = json.load(open(workdir / "summary.json"))
+  assert summary["finished"] is False and summary["stopped_by"] == "signal SIGTERM"
+  saved = checkpoint.latest_step(checkpoint.make_manager(str(workdir), 3, 1000))
+  assert saved == summary["steps"] > 0, "the step reached at SIGTERM is checkpointed"
