@@ -25,7 +25,11 @@ class CheckpointError(RuntimeError):
 
 
 def checkpoint_dir(workdir: str) -> str:
-  return os.path.join(str(workdir), CHECKPOINT_DIR)
+  """workdir/checkpoints, absolute (orbax refuses relative paths); remote URLs are kept as given."""
+  workdir = str(workdir)
+  if "://" not in workdir:
+    workdir = os.path.abspath(workdir)
+  return os.path.join(workdir, CHECKPOINT_DIR)
 
 
 def make_manager(workdir: str, keep: int, every: int) -> ocp.CheckpointManager:

@@ -62,10 +62,10 @@ def _render_fn(config, scene):
 def setup(config, workdir):
   """Everything before the first step; returns the pieces of the run. Fails fast on bad input."""
   config_check.check(config)
-  workdir_lib.prepare_workdir(workdir)
+  workdir = workdir_lib.prepare_workdir(workdir)  # absolute: orbax refuses relative paths
   lock = workdir_lib.acquire_lock(workdir) if jax.process_index() == 0 else None
   try:
-    return dict(_build(config, workdir), lock=lock)
+    return dict(_build(config, workdir), lock=lock, workdir=workdir)
   except BaseException:
     if lock is not None:
       lock.release()
@@ -96,6 +96,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after: int | None = None) -
   stop_after: stop, as a preemption would, after this many steps of this invocation (tests).
   """
   run = setup(config, workdir)
+  workdir = run["workdir"]
   state, start, manager = run["state"], run["start"], run["manager"]
   train_step = step_lib.make_train_step(config, run["scene"], run["prior"], run["optimizer"], run["mesh"])
   render_fn = _render_fn(config, run["scene"])

@@ -120,11 +120,11 @@ def test_main_command_writes_every_output(tmp_path):
   """The documented command, 3 steps on a tiny latent prior (VAE path), in a fresh process."""
   prior_dir = prior_testing.tiny_prior_dir(tmp_path / "prior", "latent")
   workdir = tmp_path / "run"
-  cmd = [sys.executable, "-m", "dreamfusion_jax.main", "--config", "configs/tiny.py",
+  cmd = [sys.executable, "-m", "dreamfusion_jax.main", "--config", os.path.join(ROOT, "configs", "tiny.py"),
          f"--config.prior.model={prior_dir}", "--config.prompt=a red cube", "--config.num_steps=3",
-         f"--workdir={workdir}"]
-  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1")
-  result = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+         "--workdir=run"]  # relative, as people type it
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", PYTHONPATH=ROOT)
+  result = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
   assert result.returncode == 0, result.stderr[-3000:]
   summary = json.load(open(workdir / "summary.json"))
   assert summary["steps"] == 3 and summary["finished"] is True
