@@ -134,8 +134,8 @@ def test_main_command_writes_every_output(tmp_path):
   assert os.listdir(workdir / "tensorboard")
   assert json.load(open(workdir / "config.json"))["prompt"] == "a red cube"
   # Any checkpoint exports on demand, into its own folder (the finished run's outputs stay untouched).
-  from dreamfusion_jax.export import __main__ as export_cli  # pylint: disable=g-import-not-at-top
-  written = export_cli.export_checkpoint(str(workdir), step=2, formats=["obj"])
+  from dreamfusion_jax.export import run as export_run  # pylint: disable=g-import-not-at-top
+  written = export_run.export_checkpoint(str(workdir), step=2, formats=["obj"])
   assert written["step"] == 2 and written["mesh"][0].endswith("step_2/mesh.obj")
   assert os.path.exists(workdir / "export" / "step_3" / "mesh.glb")
 

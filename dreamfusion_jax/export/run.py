@@ -6,6 +6,7 @@ recorded as a notice (and a text file next to where the mesh would be), never an
 """
 
 import functools
+import json
 import os
 from typing import Any, Sequence
 
@@ -13,8 +14,12 @@ from absl import logging
 import jax
 import jax.numpy as jnp
 
+import ml_collections
+
+from dreamfusion_jax import checkpoint
 from dreamfusion_jax.export import mesh as mesh_lib
 from dreamfusion_jax.export import video
+from dreamfusion_jax.nerf import field
 from dreamfusion_jax.nerf import render
 from dreamfusion_jax.nerf.field import Scene
 
@@ -105,3 +110,24 @@ def export_all(config, scene: Scene, params: Any, out_dir: str, formats: Sequenc
         f.write(notice + "\n")
   written["notices"] = notices
   return written
+
+
+def out_channels(params) -> int:
+  """Channels the field was trained with (3 for RGB, 4 for directly rendered latents)."""
+  return int(params["params"]["field"]["albedo"]["kernel"].shape[-1])
+
+
+def export_checkpoint(workdir: str, step=None, formats=None) -> dict:
+  """Restores a checkpoint of `workdir` and writes its exports; returns the written paths."""
+  config_path = os.path.join(workdir, "config.json")
+  if not os.path.exists(config_path):
+    raise FileNotFoundError(f"{config_path} not found: --workdir must be a folder written by "
+                            "python -m dreamfusion_jax.main.")
+  with open(config_path) as f:
+    config = ml_collections.ConfigDict(json.load(f))
+  params, step = checkpoint.restore_params(workdir, step)
+  scene = field.make_scene(config, out_channels=out_channels(params))
+  out_dir = os.path.join(workdir, "export", f"step_{step}")
+  written = export_all(config, scene, params, out_dir, formats or config.export.formats,
+                                  jax.random.PRNGKey(config.seed))
+  return dict(written, step=step, out_dir=out_dir)

@@ -1,0 +1,1 @@
+"""The embedded world: procedural shapes, the shipped pixel prior and its judge."""

@@ -1,0 +1,240 @@
+"""Trains the shipped pixel prior on fresh renders of the embedded world, then exports it.
+
+  python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/shapes_prior_run --steps 6000 --batch 32
+  python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/shapes_prior_run --steps 6000 --resume
+  python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/shapes_prior_run --export-only
+
+Every step renders a new batch (world.sample_batch, inside the jitted step), captions it, drops 10% of
+captions to "" for classifier-free guidance, and takes an AdamW step on the DDPM epsilon loss of the
+text encoder and UNet together. An EMA of the parameters is kept and is what gets exported, in float16,
+to the diffusers layout under dreamfusion_jax/shapes/weights/. Checkpoints (the whole train state, as
+msgpack) are written every few minutes; --resume continues from the latest.
+"""
+
+import argparse
+import json
+import os
+import platform
+import time
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import tqdm
+
+from configs import base as base_config
+from dreamfusion_jax.shapes import captions
+from dreamfusion_jax.shapes import prior_model
+from dreamfusion_jax.shapes import tokenizer as tokenizer_lib
+from dreamfusion_jax.shapes import world
+
+WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
+MIN_SNR_GAMMA = 5.0  # Min-SNR loss weighting (Hang et al. 2023): faster convergence, same optimum
+EMA_DECAY = 0.998  # an averaging window of ~500 steps, short enough for runs of a few thousand
+
+
+@flax.struct.dataclass
+class TrainState:
+  step: jax.Array  # int32 scalar
+  params: Any  # {'text': ..., 'unet': ...}
+  ema: Any  # exponential moving average of params (the exported model)
+  opt_state: Any
+
+
+def make_optimizer(lr: float, warmup: int) -> optax.GradientTransformation:
+  schedule = optax.linear_schedule(0.0, lr, warmup)
+  return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
+
+
+def diffusion_loss(params, text, unet, images, ids, key, alphas_cumprod):
+  """Min-SNR-weighted epsilon MSE at uniform t; images [B, H, W, 3] in [0, 1]."""
+  t_key, noise_key = jax.random.split(key)
+  b = images.shape[0]
+  t = jax.random.randint(t_key, (b,), 0, prior_model.NUM_TRAIN_TIMESTEPS)
+  noise = jax.random.normal(noise_key, images.shape)
+  ab = alphas_cumprod[t][:, None, None, None]
+  x_t = jnp.sqrt(ab) * (2.0 * images - 1.0) + jnp.sqrt(1.0 - ab) * noise
+  context = prior_model.encode_text(text, params["text"], ids)
+  eps = prior_model.predict_noise(unet, params["unet"], x_t, t, context)
+  snr = alphas_cumprod[t] / (1.0 - alphas_cumprod[t])
+  weight = jnp.minimum(snr, MIN_SNR_GAMMA) / snr
+  return jnp.mean(weight * jnp.mean((eps - noise)**2, axis=(1, 2, 3)))
+
+
+def make_train_step(text, unet, optimizer, config, batch_size: int):
+  """The jitted step: render a batch, one optimizer update, EMA update."""
+  alphas_cumprod = jnp.asarray(prior_model.alphas_cumprod())
+
+  def step_fn(state: TrainState, root_key: jax.Array, token_table: jax.Array):
+    key = jax.random.fold_in(root_key, state.step)
+    data_key, loss_key = jax.random.split(key)
+    batch = world.sample_batch(data_key, batch_size, config, prior_model.RESOLUTION)
+    ids = token_table[batch.captions]
+    loss, grads = jax.value_and_grad(diffusion_loss)(
+        state.params, text, unet, batch.images, ids, loss_key, alphas_cumprod)
+    updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    # EMA warm-up: early on the average follows the weights closely, then settles at EMA_DECAY.
+    decay = jnp.minimum(EMA_DECAY, (1.0 + state.step) / (10.0 + state.step))
+    ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema, params)
+    return TrainState(step=state.step + 1, params=params, ema=ema, opt_state=opt_state), loss
+
+  return jax.jit(step_fn, donate_argnums=0)
+
+
+def _paths(workdir: str) -> dict[str, str]:
+  return {"checkpoint": os.path.join(workdir, "checkpoint.msgpack"),
+          "meta": os.path.join(workdir, "meta.json"), "tokenizer": os.path.join(workdir, "tokenizer")}
+
+
+def save_checkpoint(workdir: str, state: TrainState, meta: dict) -> None:
+  """Writes state and meta atomically (a crash mid-write leaves the previous checkpoint intact)."""
+  paths = _paths(workdir)
+  for name, data in (("checkpoint", flax.serialization.to_bytes(state)),
+                     ("meta", json.dumps(meta, indent=2).encode())):
+    with open(paths[name] + ".tmp", "wb") as f:
+      f.write(data)
+    os.replace(paths[name] + ".tmp", paths[name])
+
+
+def hardware() -> str:
+  device = jax.devices()[0]
+  cpu = platform.processor() or platform.machine()
+  try:
+    with open("/proc/cpuinfo") as f:
+      cpu = next(l.split(":", 1)[1].strip() for l in f if l.startswith("model name"))
+  except (OSError, StopIteration):
+    pass
+  return f"{device.platform}:{device.device_kind}; cpu {cpu} x{os.cpu_count()}"
+
+
+def setup(workdir: str, spec_overrides: dict):
+  """Tokenizer (learned once per workdir), spec, modules and the caption token table."""
+  paths = _paths(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  if not os.path.exists(os.path.join(paths["tokenizer"], "vocab.json")):
+    tokenizer_lib.save_tokenizer(paths["tokenizer"], captions.caption_table())
+  tok = tokenizer_lib.load_tokenizer(paths["tokenizer"])
+  spec = prior_model.PriorSpec(vocab_size=len(tok), **spec_overrides)
+  text, unet = prior_model.build(spec)
+  token_table = jnp.asarray(tokenizer_lib.encode(tok, captions.caption_table()))
+  return spec, text, unet, token_table
+
+
+def export(workdir: str, out_dir: str, dtype=jnp.float16) -> None:
+  """Writes the EMA weights of the latest checkpoint in the diffusers layout to `out_dir`."""
+  paths = _paths(workdir)
+  if not os.path.exists(paths["checkpoint"]):
+    raise FileNotFoundError(f"no checkpoint in {workdir}; train first")
+  with open(paths["meta"]) as f:
+    meta = json.load(f)
+  spec, text, unet, _ = setup(workdir, meta["spec"])
+  raw = flax.serialization.msgpack_restore(open(paths["checkpoint"], "rb").read())
+  info = dict(
+      meta, images="rgb scaled to [-1, 1] (x = 2 rgb - 1)", resolution=prior_model.RESOLUTION,
+      params={"text_encoder": prior_model.num_params(raw["ema"]["text"]),
+              "unet": prior_model.num_params(raw["ema"]["unet"])},
+      dtype=jnp.dtype(dtype).name, weights="EMA of the parameters, decay %g" % EMA_DECAY,
+      loss_kind="epsilon MSE with Min-SNR-%g weighting, t ~ U{0..999}" % MIN_SNR_GAMMA,
+      data=("fresh sphere-traced renders of dreamfusion_jax.shapes.world every step; shading modes "
+            "albedo/lambertian/textureless with p = %s; cameras from configs/base.py" % (world.MODE_PROBS,)),
+      captions=("'a {colour} {shape}' (+ ', {view} view' with p 0.6); textureless renders and 10% "
+                "of coloured ones without the colour; 10% empty prompts for classifier-free guidance"))
+  prior_model.save_diffusers(out_dir, spec, raw["ema"], paths["tokenizer"], info, dtype)
+  print(f"exported step {meta['step']} to {out_dir}")
+
+
+def warm_start(workdir: str):
+  """Params of another run's latest checkpoint, token embeddings rescaled to TOKEN_EMBEDDING_STD.
+
+  The shipped model was trained in two phases: a first run with CLIP's small token embeddings learned
+  an almost unconditional UNet; the second starts from it with rescaled token embeddings, a fresh
+  optimizer and a fresh EMA, so the UNet keeps its denoising skill and learns to use the prompt.
+  """
+  raw = flax.serialization.msgpack_restore(open(_paths(workdir)["checkpoint"], "rb").read())
+  params = jax.tree_util.tree_map(jnp.asarray, raw["params"])
+  return {"text": prior_model.scale_token_embeddings(params["text"]), "unet": params["unet"]}
+
+
+def train(args) -> None:
+  spec_overrides = dict(channels=tuple(args.channels), text_width=args.text_width,
+                        text_layers=args.text_layers)
+  spec, text, unet, token_table = setup(args.workdir, spec_overrides)
+  config = base_config.get_config()
+  optimizer = make_optimizer(args.lr, args.warmup)
+  params = prior_model.init_params(jax.random.PRNGKey(args.seed), spec, text, unet)
+  state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                     ema=jax.tree_util.tree_map(jnp.copy, params), opt_state=optimizer.init(params))
+  meta = {"step": 0, "wall_seconds": 0.0, "loss": None}
+  paths = _paths(args.workdir)
+  if args.init_from:
+    params = warm_start(args.init_from)
+    state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                       ema=jax.tree_util.tree_map(jnp.copy, params), opt_state=optimizer.init(params))
+    with open(_paths(args.init_from)["meta"]) as f:
+      earlier = json.load(f)
+    meta["warm_start"] = {k: earlier[k] for k in ("step", "wall_seconds", "loss", "batch", "lr")}
+  if args.resume and os.path.exists(paths["checkpoint"]):
+    state = flax.serialization.from_bytes(state, open(paths["checkpoint"], "rb").read())
+    with open(paths["meta"]) as f:
+      meta = json.load(f)
+    print(f"resumed from step {int(state.step)}")
+  meta.update(spec=spec_overrides, batch=args.batch, seed=args.seed, lr=args.lr, hardware=hardware(),
+              target_steps=args.steps)
+  step_fn = make_train_step(text, unet, optimizer, config, args.batch)
+  root_key = jax.random.PRNGKey(args.seed + 1)
+  print(f"text encoder {prior_model.num_params(params['text']):,} params, "
+        f"unet {prior_model.num_params(params['unet']):,} params", flush=True)
+  session_start = last_save = time.time()
+  start, losses = session_start - meta["wall_seconds"], []
+  bar = tqdm.tqdm(range(int(state.step), args.steps), initial=int(state.step), total=args.steps,
+                  mininterval=10.0, smoothing=0.05)
+  for step in bar:
+    state, loss = step_fn(state, root_key, token_table)
+    losses.append(float(loss))
+    if (step + 1) % 50 == 0:
+      bar.set_postfix(loss=f"{np.mean(losses[-200:]):.4f}")
+    out_of_time = args.max_minutes > 0 and time.time() - session_start > 60 * args.max_minutes
+    done = step + 1 == args.steps or out_of_time
+    if done or time.time() - last_save > 60 * args.checkpoint_minutes:
+      meta.update(step=step + 1, wall_seconds=time.time() - start, loss=float(np.mean(losses[-200:])))
+      save_checkpoint(args.workdir, state, meta)
+      print(f"\ncheckpoint at step {step + 1}, loss {meta['loss']:.4f}", flush=True)
+      last_save = time.time()
+    if out_of_time:
+      print(f"stopping after {args.max_minutes} minutes at step {step + 1}", flush=True)
+      break
+
+
+def main() -> None:
+  parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+  parser.add_argument("--workdir", required=True, help="checkpoints and the learned tokenizer")
+  parser.add_argument("--steps", type=int, default=6000, help="total optimizer steps")
+  parser.add_argument("--batch", type=int, default=32, help="images per step, a multiple of 8")
+  parser.add_argument("--lr", type=float, default=5e-4, help="AdamW peak learning rate")
+  parser.add_argument("--warmup", type=int, default=300, help="linear learning-rate warm-up steps")
+  parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128], help="UNet widths")
+  parser.add_argument("--text-width", type=int, default=256, help="CLIP width = cross-attention dim")
+  parser.add_argument("--text-layers", type=int, default=2)
+  parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
+  parser.add_argument("--max-minutes", type=float, default=0.0,
+                      help="stop (checkpoint and export) after this long in this session; 0: no limit")
+  parser.add_argument("--init-from", default="",
+                      help="start from the params of this workdir's checkpoint (see warm_start)")
+  parser.add_argument("--resume", action="store_true", help="continue from the workdir's checkpoint")
+  parser.add_argument("--export-only", action="store_true", help="export the latest checkpoint, no training")
+  parser.add_argument("--out", default=WEIGHTS_DIR, help="where the diffusers layout is written")
+  args = parser.parse_args()
+  if args.batch < 8 or args.batch % len(captions.SHAPES):
+    raise ValueError(f"--batch must be a positive multiple of {len(captions.SHAPES)}, got {args.batch}")
+  if not args.export_only:
+    train(args)
+  export(args.workdir, args.out)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,196 @@
+"""The embedded world's renderer and its random scenes: sphere-traced SDF shapes under the NeRF's shading.
+
+Cameras, lights and view labels come from the same distribution the NeRF training samples
+(nerf.camera.sample_views), shading from nerf.shading, so a world render is what a perfect NeRF of the
+shape would render. Each scene picks a shape, a colour, a shading mode (albedo, lambertian or
+textureless) and a background (a solid colour or a gradient over ray directions, which is what the
+NeRF's environment-map MLP can produce).
+"""
+
+from typing import Optional
+
+import flax
+import jax
+import jax.numpy as jnp
+
+from dreamfusion_jax.nerf import camera as camera_lib
+from dreamfusion_jax.nerf import shading
+from dreamfusion_jax.shapes import captions
+from dreamfusion_jax.shapes import sdf as sdf_lib
+
+# Sphere-tracing budget. Rays start at the camera (inside the bounding sphere) and shapes lie within
+# radius 0.55 of the origin, so no hit lies beyond FAR; 64 steps converge for all the world's SDFs.
+NUM_MARCH_STEPS = 64
+FAR = 3.5
+HIT_EPS = 1e-3
+
+# Probabilities of the shading modes in the prior's training data, close to the NeRF's mix after its
+# ambient-only warm-up (App. A: 25% albedo, 37.5% lambertian, 37.5% textureless).
+MODE_PROBS = (0.3, 0.4, 0.3)
+
+
+@flax.struct.dataclass
+class Scenes:
+  """A batch of B scenes; every field leads with B."""
+  shape: jax.Array  # [B] int32 index into captions.SHAPES
+  colour: jax.Array  # [B] int32 index into captions.COLOUR_NAMES (ignored when textureless)
+  mode: jax.Array  # [B] int32 shading.ALBEDO | LAMBERTIAN | TEXTURELESS
+  background: jax.Array  # [B, 2, 3] gradient end colours (equal for a solid background)
+  background_axis: jax.Array  # [B, 3] unit direction along which the gradient runs
+
+
+@flax.struct.dataclass
+class Hits:
+  """Result of sphere tracing; leading dims are the rays'."""
+  points: jax.Array  # [..., 3] surface point (or the last march position on a miss)
+  normals: jax.Array  # [..., 3] unit outward normals, from the SDF gradient
+  hit: jax.Array  # [...] bool
+
+
+def trace(shape, origins: jax.Array, directions: jax.Array) -> Hits:
+  """Sphere-traces rays [..., 3] against the shapes numbered `shape`.
+
+  `shape` is a Python int (one shape for all rays, the fast path) or an int array broadcastable to the
+  rays' leading dims (mixed shapes: every SDF is evaluated).
+  """
+  def step(_, t):
+    d = sdf_lib.sdf(shape, origins + t[..., None] * directions)
+    # Freeze converged rays; rays past FAR stop moving too so they cannot come back.
+    return jnp.where((d < HIT_EPS) | (t > FAR), t, t + d)
+
+  t = jax.lax.fori_loop(0, NUM_MARCH_STEPS, step, jnp.zeros(directions.shape[:-1]))
+  points = origins + t[..., None] * directions
+  # Summing the SDF over independent points makes its gradient the per-point gradient.
+  total = lambda p: jnp.sum(sdf_lib.sdf(shape, p))
+  d, grad = sdf_lib.sdf(shape, points), jax.grad(total)(points)
+  normals = grad / jnp.linalg.norm(grad, axis=-1, keepdims=True).clip(1e-9)
+  hit = (d < 10 * HIT_EPS) & (t <= FAR)
+  return Hits(points=points, normals=normals, hit=hit)
+
+
+def _background(scenes: Scenes, directions: jax.Array) -> jax.Array:
+  """[B, H, W, 3] background colour along each ray direction."""
+  s = jnp.einsum("bhwc,bc->bhw", directions, scenes.background_axis)
+  s = (0.5 * (s + 1.0))[..., None]
+  low, high = scenes.background[:, None, None, 0], scenes.background[:, None, None, 1]
+  return low * (1.0 - s) + high * s
+
+
+def render(scenes: Scenes, cameras: camera_lib.Cameras, ambient: float = 0.1, diffuse: float = 0.9,
+           supersample: int = 2, static_shape: Optional[int] = None) -> tuple[jax.Array, jax.Array]:
+  """Renders each scene through its camera.
+
+  Args:
+    scenes: B scenes.
+    cameras: B cameras; the output is cameras.resolution pixels square.
+    ambient, diffuse: l_a and l_rho of the lambertian model (config.shading).
+    supersample: rays per pixel side; the s x s sub-pixel colours are averaged, so silhouettes are
+      anti-aliased like a NeRF's soft edges.
+    static_shape: if given, every scene's shape is taken to be this index (scenes.shape is ignored)
+      and only its SDF is traced, 8x cheaper than a mixed batch.
+  Returns:
+    (images [B, H, W, 3] in [0, 1], coverage [B, H, W] in [0, 1]: the fraction of sub-pixels on the
+    object).
+  """
+  if supersample < 1:
+    raise ValueError(f"supersample must be >= 1, got {supersample}")
+  fine = cameras.replace(focal=cameras.focal * supersample,
+                         resolution=cameras.resolution * supersample)
+  rays = camera_lib.rays(fine)
+  shape = scenes.shape[:, None, None] if static_shape is None else int(static_shape)
+  hits = trace(shape, rays.origins, rays.directions)
+  colours = jnp.asarray(captions.colour_array())[scenes.colour]
+  rgb = shading.shade(
+      albedo=jnp.broadcast_to(colours[:, None, None, :], hits.points.shape),
+      normals=hits.normals, points=hits.points,
+      light_position=cameras.light_position[:, None, None, :],
+      mode=scenes.mode[:, None, None], ambient=ambient, diffuse=diffuse)
+  hit = hits.hit[..., None]
+  image = jnp.where(hit, rgb, _background(scenes, rays.directions))
+  b, n = cameras.position.shape[0], cameras.resolution
+  pool = lambda x: x.reshape(b, n, supersample, n, supersample, -1).mean(axis=(2, 4))
+  return jnp.clip(pool(image), 0.0, 1.0), pool(hit.astype(jnp.float32))[..., 0]
+
+
+def sample_scenes(key: jax.Array, batch_size: int) -> Scenes:
+  """Uniform shape and colour, a shading mode from MODE_PROBS, a random background.
+
+  Backgrounds are half solid, half gradients; their colours are random RGB pulled half-way towards a
+  random grey, so a saturated object rarely vanishes into a background of its own colour.
+  """
+  keys = jax.random.split(key, 6)
+  b = (batch_size,)
+  grey = jax.random.uniform(keys[3], b + (2, 1))
+  background = 0.5 * jax.random.uniform(keys[4], b + (2, 3)) + 0.5 * grey
+  solid = jax.random.bernoulli(keys[5], 0.5, b)
+  background = jnp.where(solid[:, None, None], background[:, :1], background)
+  axis = jax.random.normal(jax.random.fold_in(keys[5], 1), b + (3,))
+  return Scenes(
+      shape=jax.random.randint(keys[0], b, 0, len(captions.SHAPES)),
+      colour=jax.random.randint(keys[1], b, 0, len(captions.COLOUR_NAMES)),
+      mode=jax.random.choice(keys[2], 3, b, p=jnp.asarray(MODE_PROBS)).astype(jnp.int32),
+      background=background,
+      background_axis=axis / jnp.linalg.norm(axis, axis=-1, keepdims=True))
+
+
+def sample_cameras(key: jax.Array, batch_size: int, config, resolution: int) -> camera_lib.Cameras:
+  """The NeRF's camera distribution (config.camera) at `resolution` pixels (focal scales with it)."""
+  cameras = camera_lib.sample_views(key, batch_size, config)
+  scale = resolution / cameras.resolution
+  return cameras.replace(focal=cameras.focal * scale, resolution=resolution)
+
+
+def sample_captions(key: jax.Array, scenes: Scenes, view: jax.Array, view_prob: float = 0.6,
+                    colourless_prob: float = 0.1, empty_prob: float = 0.1) -> jax.Array:
+  """Caption of each scene as an index into captions.caption_table(), [B] int32.
+
+  Textureless renders are captioned without a colour; coloured renders drop their colour with
+  probability `colourless_prob`. The view suffix (the camera's label) is added with probability
+  `view_prob`, and with probability `empty_prob` the caption is the empty prompt, which trains the
+  unconditional branch of classifier-free guidance.
+  """
+  keys = jax.random.split(key, 3)
+  b = scenes.shape.shape
+  no_colour = len(captions.COLOUR_NAMES)
+  no_view = len(camera_lib.VIEW_NAMES)
+  colourless = (scenes.mode == shading.TEXTURELESS) | jax.random.bernoulli(keys[0], colourless_prob, b)
+  colour_slot = jnp.where(colourless, no_colour, scenes.colour)
+  view_slot = jnp.where(jax.random.bernoulli(keys[1], view_prob, b), view, no_view)
+  index = captions.caption_index(scenes.shape, colour_slot, view_slot)
+  empty = len(captions.caption_table()) - 1
+  return jnp.where(jax.random.bernoulli(keys[2], empty_prob, b), empty, index).astype(jnp.int32)
+
+
+@flax.struct.dataclass
+class Batch:
+  """Training images with their labels."""
+  images: jax.Array  # [B, H, W, 3] in [0, 1]
+  captions: jax.Array  # [B] int32 index into captions.caption_table()
+  scenes: Scenes
+  view: jax.Array  # [B] int32 index into nerf.camera.VIEW_NAMES
+
+
+def sample_batch(key: jax.Array, batch_size: int, config, resolution: int,
+                 supersample: int = 2) -> Batch:
+  """A fresh batch of captioned renders; shapes are stratified (batch_size / 8 of each, in order).
+
+  Stratifying lets each group trace a single SDF, 8x cheaper than mixed shapes. config supplies the
+  camera distribution (config.camera) and the shading constants (config.shading.ambient/diffuse).
+  """
+  num_shapes = len(captions.SHAPES)
+  if batch_size % num_shapes:
+    raise ValueError(f"batch_size must be a multiple of {num_shapes} (one group per shape), "
+                     f"got {batch_size}")
+  scene_key, camera_key, caption_key = jax.random.split(key, 3)
+  scenes = sample_scenes(scene_key, batch_size)
+  scenes = scenes.replace(shape=jnp.repeat(jnp.arange(num_shapes, dtype=jnp.int32),
+                                           batch_size // num_shapes))
+  cameras = sample_cameras(camera_key, batch_size, config, resolution)
+  group = lambda tree, s: jax.tree_util.tree_map(
+      lambda x: x.reshape((num_shapes, -1) + x.shape[1:])[s], tree)
+  images = jnp.concatenate([
+      render(group(scenes, s), group(cameras, s), config.shading.ambient, config.shading.diffuse,
+             supersample, static_shape=s)[0]
+      for s in range(num_shapes)])
+  return Batch(images=images, captions=sample_captions(caption_key, scenes, cameras.view),
+               scenes=scenes, view=cameras.view)

@@ -1,0 +1,83 @@
+"""The judge's scoring rules (R-precision over world prompts) and its float16 save/load round trip."""
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dreamfusion_jax.shapes import captions
+from dreamfusion_jax.shapes import judge as judge_lib
+from dreamfusion_jax.shapes import train_judge
+
+
+@pytest.fixture(scope="module")
+def params():
+  model = judge_lib.Judge()
+  return model.init(jax.random.PRNGKey(0), jnp.zeros((1, 32, 32, 3)))["params"]
+
+
+def _images(n=4, side=64):
+  return jax.random.uniform(jax.random.PRNGKey(1), (n, side, side, 3))
+
+
+def test_prompt_score_is_the_sum_of_head_log_probs(params):
+  images = _images()
+  lp = judge_lib.log_probs(params, images)
+  prompts = ["a red cube", "an orange torus, side view", "a table"]
+  score = np.asarray(judge_lib.score_prompts(params, images, prompts))
+  s, c = captions.SHAPES.index, captions.COLOUR_NAMES.index
+  np.testing.assert_allclose(score[:, 0], lp["shape"][:, s("cube")] + lp["colour"][:, c("red")], rtol=1e-5)
+  np.testing.assert_allclose(score[:, 1], lp["shape"][:, s("torus")] + lp["colour"][:, c("orange")],
+                             rtol=1e-5)
+  np.testing.assert_allclose(score[:, 2], lp["shape"][:, s("table")], rtol=1e-5)  # no colour: shape only
+  geo = np.asarray(judge_lib.score_prompts(params, images, prompts, heads=("shape",)))
+  np.testing.assert_allclose(geo[:, 0], lp["shape"][:, s("cube")], rtol=1e-5)
+
+
+def test_log_probs_normalise_and_r_precision_counts_argmax(params):
+  images = _images()
+  lp = judge_lib.log_probs(params, images)
+  for head in judge_lib.HEADS:
+    np.testing.assert_allclose(np.exp(lp[head]).sum(-1), 1.0, rtol=1e-5)
+  prompts = captions.prompt_set()
+  best = np.argmax(np.asarray(judge_lib.score_prompts(params, images, prompts)), axis=-1)
+  truth = best.copy()
+  truth[0] = (best[0] + 1) % len(prompts)  # one wrong out of four
+  assert judge_lib.r_precision(params, images, truth, prompts) == pytest.approx(0.75)
+
+
+def test_bad_inputs_raise(params):
+  with pytest.raises(ValueError, match="heads"):
+    judge_lib.score_prompts(params, _images(), ["a red cube"], heads=("texture",))
+  with pytest.raises(ValueError, match="images"):
+    judge_lib.log_probs(params, jnp.zeros((32, 32, 3)))
+
+
+def test_save_load_round_trips_in_float16(params, tmp_path):
+  judge_lib.save(str(tmp_path), params, {"steps": 0})
+  loaded = judge_lib.load(str(tmp_path))
+  for a, b in zip(jax.tree_util.tree_leaves(loaded), jax.tree_util.tree_leaves(params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b).astype(np.float16), rtol=0, atol=0)
+  with pytest.raises(FileNotFoundError, match="train_judge"):
+    judge_lib.load(os.path.join(str(tmp_path), "missing"))
+
+
+def test_augment_keeps_pixels_in_range_and_preserves_flat_images():
+  flat = jnp.full((8, 16, 16, 3), 0.5)
+  out = train_judge.augment(jax.random.PRNGKey(2), flat)
+  assert float(out.min()) >= 0.0 and float(out.max()) <= 1.0
+  np.testing.assert_allclose(float(out.mean()), 0.5, atol=0.01)  # blur of a flat image is itself
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(judge_lib.JUDGE_DIR, "params.msgpack")),
+                    reason="no shipped judge in dreamfusion_jax/shapes/weights/judge yet (train_judge writes it)")
+def test_shipped_judge_names_clean_renders():
+  from configs import base as base_config  # pylint: disable=g-import-not-at-top
+  from dreamfusion_jax.shapes import world  # pylint: disable=g-import-not-at-top
+  params = judge_lib.load()
+  batch = world.sample_batch(jax.random.PRNGKey(123), 64, base_config.get_config(), 32)
+  lp = judge_lib.log_probs(params, batch.images)
+  # The shipped judge scored 0.76 shape accuracy on fresh renders when trained (judge.json); chance is 1/8.
+  assert float(jnp.mean(jnp.argmax(lp["shape"], -1) == batch.scenes.shape)) > 0.65

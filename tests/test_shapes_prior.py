@@ -1,0 +1,124 @@
+"""The pixel prior: what training computes equals what the project's loader computes, and the shipped
+weights (when present) load as a 32x32 RGB pixel prior."""
+
+import json
+import os
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from dreamfusion_jax.prior import stable_diffusion
+from dreamfusion_jax.shapes import captions
+from dreamfusion_jax.shapes import prior_model
+from dreamfusion_jax.shapes import sample
+from dreamfusion_jax.shapes import tokenizer as tokenizer_lib
+from dreamfusion_jax.shapes import train_prior
+
+TINY = dict(text_width=32, text_layers=1, text_heads=2, channels=(32, 32), unet_heads=2)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+  """A tiny prior trained for zero steps, saved with save_diffusers and loaded back by load_prior."""
+  root = tmp_path_factory.mktemp("prior")
+  tok_dir = str(root / "tok")
+  tok = tokenizer_lib.save_tokenizer(tok_dir, captions.caption_table())
+  spec = prior_model.PriorSpec(vocab_size=len(tok), **TINY)
+  text, unet = prior_model.build(spec)
+  params = prior_model.init_params(jax.random.PRNGKey(0), spec, text, unet)
+  out = str(root / "weights")
+  prior_model.save_diffusers(out, spec, params, tok_dir, {"step": 0}, dtype=jnp.float32)
+  prior, loaded = stable_diffusion.load_prior(out, "float32", local_files_only=True)
+  return dict(spec=spec, text=text, unet=unet, params=params, tok=tok, prior=prior, loaded=loaded, dir=out)
+
+
+def test_saved_layout_is_a_pixel_prior(tiny):
+  prior = tiny["prior"]
+  assert prior.kind == "pixel" and prior.vae is None
+  assert prior.channels == 3 and prior.sample_size == prior_model.RESOLUTION
+  assert prior.prediction_type == "epsilon"
+  np.testing.assert_allclose(prior.alphas_cumprod, prior_model.alphas_cumprod(), rtol=1e-6)
+  assert sorted(os.listdir(tiny["dir"])) == ["scheduler", "text_encoder", "tokenizer", "training.json",
+                                             "unet"]
+
+
+def test_training_forward_equals_loader_forward(tiny):
+  """The text encoding and noise prediction used in training are exactly what distillation will see."""
+  prompts = ["a red cube, side view", ""]
+  ids = jnp.asarray(tokenizer_lib.encode(tiny["tok"], prompts))
+  context = prior_model.encode_text(tiny["text"], tiny["params"]["text"], ids)
+  np.testing.assert_allclose(np.asarray(context),
+                             np.asarray(tiny["prior"].encode_text(tiny["loaded"], prompts)), atol=1e-5)
+  x = jax.random.normal(jax.random.PRNGKey(1), (2, 32, 32, 3))
+  t = jnp.array([10, 900])
+  ours = prior_model.predict_noise(tiny["unet"], tiny["params"]["unet"], x, t, context)
+  theirs = tiny["prior"].predict_noise(tiny["loaded"], x, t, context)
+  np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), atol=1e-4)
+
+
+def test_train_step_updates_ema_with_its_warmup_decay(tiny):
+  from configs import base as base_config  # pylint: disable=g-import-not-at-top
+  text, unet, params = tiny["text"], tiny["unet"], tiny["params"]
+  optimizer = train_prior.make_optimizer(1e-3, 1)
+  state = train_prior.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                                 ema=jax.tree_util.tree_map(jnp.copy, params),
+                                 opt_state=optimizer.init(params))
+  table = jnp.asarray(tokenizer_lib.encode(tiny["tok"], captions.caption_table()))
+  step_fn = train_prior.make_train_step(text, unet, optimizer, base_config.get_config(), 8)
+  before = jax.tree_util.tree_map(np.asarray, params)
+  new, loss = step_fn(state, jax.random.PRNGKey(0), table)
+  assert int(new.step) == 1 and np.isfinite(float(loss))
+  decay = 1.0 / 10.0  # (1 + step) / (10 + step) at step 0
+  for e, p, b in zip(jax.tree_util.tree_leaves(new.ema), jax.tree_util.tree_leaves(new.params),
+                     jax.tree_util.tree_leaves(before)):
+    np.testing.assert_allclose(np.asarray(e), decay * b + (1 - decay) * np.asarray(p), atol=1e-6)
+  # A checkpoint round-trips the whole state.
+  restored = flax.serialization.from_bytes(new, flax.serialization.to_bytes(new))
+  for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(new)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_ddim_timesteps_descend_evenly_to_zero():
+  ts = sample.ddim_timesteps(1000, 50)
+  assert ts[0] == 980 and ts[-1] == 0 and len(set(ts.tolist())) == 50
+  np.testing.assert_array_equal(np.diff(ts), -20)
+  with pytest.raises(ValueError, match="num_steps"):
+    sample.ddim_timesteps(1000, 0)
+
+
+SHIPPED = train_prior.WEIGHTS_DIR
+
+
+@pytest.mark.skipif(not os.path.isdir(os.path.join(SHIPPED, "unet")),
+                    reason="no shipped prior in dreamfusion_jax/shapes/weights yet (train_prior writes it)")
+def test_shipped_prior_loads_and_describes_itself():
+  prior, params = stable_diffusion.load_prior(SHIPPED, "float32", local_files_only=True)
+  assert prior.kind == "pixel" and prior.channels == 3 and prior.sample_size == prior_model.RESOLUTION
+  with open(os.path.join(SHIPPED, "training.json")) as f:
+    info = json.load(f)
+  assert info["step"] > 0 and info["resolution"] == prior.sample_size
+  size = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(SHIPPED) for f in fs)
+  assert size <= 30 * 2**20
+  prompts = captions.prompt_set()
+  ids = prior.tokenize(prompts)
+  for row, prompt in zip(ids, prompts):  # one known token per word (CLIP's unk is its EOS)
+    words = prompt.split()
+    assert prior.tokenizer.convert_ids_to_tokens(row[1:1 + len(words)].tolist()) == [w + "</w>" for w in words]
+  emb = prior.encode_text(params, ["a red cube", "a blue cube"])
+  assert emb.shape == (2, 77, prior.unet.cross_attention_dim) and np.all(np.isfinite(emb))
+
+
+def test_token_embeddings_are_rescaled_and_nothing_else_changes(tiny):
+  text_params = tiny["params"]["text"]
+  emb = text_params["text_model"]["embeddings"]["token_embedding"]["embedding"]
+  np.testing.assert_allclose(float(jnp.std(emb)), prior_model.TOKEN_EMBEDDING_STD, rtol=1e-4)
+  scaled = prior_model.scale_token_embeddings(text_params, 2.0)
+  new = scaled["text_model"]["embeddings"]["token_embedding"]["embedding"]
+  np.testing.assert_allclose(np.asarray(new), np.asarray(emb) * 2.0 / float(jnp.std(emb)), rtol=1e-5)
+  same = lambda tree: [x for p, x in jax.tree_util.tree_leaves_with_path(tree)
+                       if "token_embedding" not in jax.tree_util.keystr(p)]
+  for a, b in zip(same(scaled), same(text_params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
