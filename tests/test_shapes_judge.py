@@ -79,5 +79,9 @@ def test_shipped_judge_names_clean_renders():
   params = judge_lib.load()
   batch = world.sample_batch(jax.random.PRNGKey(123), 64, base_config.get_config(), 32)
   lp = judge_lib.log_probs(params, batch.images)
-  # The shipped judge scored 0.76 shape accuracy on fresh renders when trained (judge.json); chance is 1/8.
+  # Quality floors far above chance (1/8) and below the held-out accuracy judge.json records (0.83
+  # shape, 0.99 colour): close-ups and overhead views make some shapes genuinely ambiguous.
   assert float(jnp.mean(jnp.argmax(lp["shape"], -1) == batch.scenes.shape)) > 0.65
+  coloured = np.asarray(batch.scenes.mode) != 2  # textureless renders have no colour
+  colour_ok = np.asarray(jnp.argmax(lp["colour"], -1) == batch.scenes.colour)
+  assert colour_ok[coloured].mean() > 0.9
