@@ -50,7 +50,7 @@ def _check_finite(metrics, step: int) -> None:
 
 
 def _render_fn(config, scene):
-  """Jitted eval render of fixed cameras in one shading mode (used by logs and export)."""
+  """Jitted eval render of fixed cameras in one shading mode, params as an argument (logged view grids)."""
 
   @jax.jit
   def fn(params, cams, modes):
