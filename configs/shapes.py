@@ -15,6 +15,8 @@ import sys
 sys.path.insert(0, os.path.dirname(__file__))
 import base  # pylint: disable=g-import-not-at-top,wrong-import-position
 
+from dreamfusion_jax.shapes import captions  # pylint: disable=g-import-not-at-top,wrong-import-position
+
 # The shipped weights, found relative to this file so the config works from any working directory.
 SHAPES_PRIOR = os.path.normpath(os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "dreamfusion_jax", "shapes", "weights"))
@@ -26,6 +28,9 @@ def get_config(arg=None):
     c.num_steps = 1000  # ~15x fewer than the paper: the 32x32 world is simple
     c.prior.model = SHAPES_PRIOR
     c.prior.dtype = "float32"  # a 3 MB model: bf16 saves nothing on a CPU
+    # The prior saw textureless (white) renders only under colourless captions ("a cube"), so
+    # textureless views are scored against the prompt without its colour word.
+    c.prior.textureless_drop_words = captions.COLOUR_NAMES
     c.sds.guidance_scale = 50.0  # 2D SDS on this prior binds colour and shape at CFG 20-100
     c.nerf.num_freqs = 6
     c.nerf.width = 64

@@ -6,6 +6,8 @@ run never compiles for minutes and then dies on an unknown loss name or an inver
 
 from typing import Iterable
 
+from dreamfusion_jax.prior import text
+
 CHOICES = {
     "distill": ("sds", "sjc", "ism"),
     "prior.dtype": ("float32", "bfloat16"),
@@ -81,6 +83,15 @@ def problems(config) -> list:
     out.append(f"config.export.formats has {bad_formats}: allowed are {', '.join(EXPORT_FORMATS)}.")
   if not str(config.prior.model).strip():
     out.append("config.prior.model is empty: give a local diffusers folder or a hub id.")
+  words = config.prior.textureless_drop_words
+  if not isinstance(words, (tuple, list)) or not all(isinstance(w, str) and w.strip() for w in words):
+    out.append(f"config.prior.textureless_drop_words = {words!r}: must be a tuple of words, e.g. "
+               "('red', 'blue'), or () for one prompt.")
+  elif str(config.prompt).strip():
+    try:
+      text.drop_words(str(config.prompt), words)
+    except ValueError as e:
+      out.append(str(e) + ".")
   return out
 
 

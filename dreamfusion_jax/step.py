@@ -70,7 +70,8 @@ def _loss(params, batch, *, config, scene, prior, prior_params, text, keys, step
     x = prior.latents_from_render(out.rgb)
   else:
     x = prior.encode_image(prior_params, out.rgb)
-  cond, uncond = text_lib.select(text, cams.view, cams.azimuth, config.prior.view_interpolate)
+  cond, uncond = text_lib.select(text, cams.view, cams.azimuth, config.prior.view_interpolate,
+                                 textureless=modes == shading.TEXTURELESS)
   loss_fn = distill.LOSSES[config.distill]
   distill_loss, aux = loss_fn(config, prior, prior_params, x, (cond, uncond), keys["distill"], step)
   terms = {

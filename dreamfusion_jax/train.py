@@ -78,7 +78,7 @@ def _build(config, workdir):
   if jax.process_index() == 0:
     workdir_lib.save_config(workdir, config)
   text = text_lib.embed_prompts(prior, prior_params, config.prompt, config.negative_prompt,
-                                config.prior.view_dependent)
+                                config.prior.view_dependent, config.prior.textureless_drop_words)
   mesh = distributed.make_mesh()
   scene = field.make_scene(config, out_channels=prior.channels if config.prior.latent_render else 3)
   optimizer = step_lib.make_optimizer(config)

@@ -5,23 +5,20 @@ import sys
 
 import pytest
 
+import helpers  # pylint: disable=g-bad-import-order
+
 from dreamfusion_jax import config_check
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
 import base  # pylint: disable=g-import-not-at-top,wrong-import-position
+import shapes  # pylint: disable=g-import-not-at-top,wrong-import-position
 import tiny  # pylint: disable=g-import-not-at-top,wrong-import-position
 
 
 def _config(**overrides):
   c = base.get_config()
   c.prompt = "a red cube"
-  for dotted, value in overrides.items():
-    *path, last = dotted.split("__")
-    node = c
-    for part in path:
-      node = node[part]
-    node[last] = value
-  return c
+  return helpers.override(c, **overrides)
 
 
 def test_base_and_tiny_configs_are_valid():
@@ -29,6 +26,9 @@ def test_base_and_tiny_configs_are_valid():
   c = tiny.get_config()
   c.prompt = "a red cube"
   c.prior.model = "/some/folder"
+  assert config_check.problems(c) == []
+  c = shapes.get_config()
+  c.prompt = "a red cube"
   assert config_check.problems(c) == []
 
 
@@ -51,6 +51,8 @@ def test_configs_are_locked():
     ({"shading__shaded_prob": 1.5}, "config.shading.shaded_prob = 1.5: must be in [0, 1]"),
     ({"reg__opacity": -1.0}, "config.reg.opacity = -1.0: must be >= 0"),
     ({"export__formats": ("mp4", "usdz")}, "config.export.formats has ['usdz']"),
+    ({"prior__textureless_drop_words": ("red", " ")}, "config.prior.textureless_drop_words = ('red', ' ')"),
+    ({"prior__textureless_drop_words": ("a", "red", "cube")}, "removes every word of the prompt 'a red cube'"),
 ])
 def test_bad_values_are_named(overrides, fragment):
   with pytest.raises(config_check.ConfigError) as err:

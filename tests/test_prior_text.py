@@ -49,3 +49,30 @@ def test_select_interpolates_by_azimuth_but_not_overhead():
   cond, _ = text.select(_emb(), view, azimuth, interpolate=True)
   # front=0, side=1, back=2: the blend is linear in azimuth, both sides share "side".
   np.testing.assert_allclose(cond[:, 0, 0], [0.0, 0.5, 1.0, 1.5, 2.0, 1.0, 0.5, OVERHEAD], atol=1e-6)
+
+
+def test_drop_words():
+  assert text.drop_words("a Red cube", ("red", "blue")) == "a cube"
+  assert text.drop_words("a red, shiny cube", ("red",)) == "a shiny cube"
+  assert text.drop_words("a reddish cube", ("red",)) == "a reddish cube"  # whole words only
+  assert text.drop_words("a  red cube", ()) == "a  red cube"  # nothing to drop: untouched
+  with pytest.raises(ValueError, match="textureless_drop_words"):
+    text.drop_words("red", ("red",))
+
+
+def test_textureless_views_get_the_prompt_without_the_dropped_words():
+  prior, params = random_init.build_random_prior("tiny-pixel")
+  emb = text.embed_prompts(prior, params, "a red cube", textureless_drop_words=("red", "blue"))
+  want = prior.encode_text(params, text.view_prompts("a cube"))
+  np.testing.assert_allclose(emb.textureless, want, atol=1e-6)
+  np.testing.assert_allclose(emb.cond, prior.encode_text(params, text.view_prompts("a red cube")),
+                             atol=1e-6)
+  # No word to drop: no second table, textureless views share the prompt.
+  assert text.embed_prompts(prior, params, "a cube", textureless_drop_words=("red",)).textureless is None
+  # Selection: textureless views take the colourless rows, the others keep the prompt's.
+  view = jnp.array([FRONT, SIDE, SIDE])
+  cond, _ = text.select(emb, view, jnp.zeros(3), textureless=jnp.array([False, True, False]))
+  np.testing.assert_allclose(cond[0], emb.cond[FRONT])
+  np.testing.assert_allclose(cond[1], emb.textureless[SIDE])
+  np.testing.assert_allclose(cond[2], emb.cond[SIDE])
+  assert float(jnp.abs(emb.textureless[SIDE] - emb.cond[SIDE]).max()) > 0

@@ -11,6 +11,8 @@ import jax
 import numpy as np
 import pytest
 
+import helpers  # pylint: disable=g-bad-import-order
+
 from dreamfusion_jax import checkpoint
 from dreamfusion_jax import config_check
 from dreamfusion_jax import distributed
@@ -36,18 +38,13 @@ def _config(prior_dir, **overrides):
   c = tiny.get_config()
   c.prompt = "a red cube"
   c.prior.model = str(prior_dir)
-  for dotted, value in overrides.items():
-    *path, last = dotted.split("__")
-    node = c
-    for part in path:
-      node = node[part]
-    node[last] = value
-  return c
+  return helpers.override(c, **overrides)
 
 
-def _params_after(config, mesh, num_steps):
+def _params_after(config, mesh, num_steps, text=None):
   prior, prior_params = stable_diffusion.load_from_config(config)
-  text = text_lib.embed_prompts(prior, prior_params, config.prompt, config.negative_prompt, True)
+  if text is None:
+    text = text_lib.embed_prompts(prior, prior_params, config.prompt, config.negative_prompt, True)
   scene = field.make_scene(config)
   optimizer = step_lib.make_optimizer(config)
   state = step_lib.init_state(config, scene, optimizer, mesh)
@@ -73,6 +70,24 @@ def test_sharded_step_equals_single_device_step(pixel_prior):
   moved = [np.abs(a - b).max() for a, b in zip(jax.tree_util.tree_leaves(sharded),
                                                jax.tree_util.tree_leaves(initial))]
   assert max(moved) > 1e-5, "the steps must change the params for the comparison to mean anything"
+
+
+def test_textureless_views_use_the_prompt_without_the_dropped_words(pixel_prior):
+  """Every view textureless: a step with "a red cube" minus "red" equals a step with "a cube"."""
+  config = _config(pixel_prior, batch_per_device=2, shading__ambient_only_steps=0,
+                   shading__shaded_prob=1.0, shading__textureless_prob=1.0)
+  prior, prior_params = stable_diffusion.load_from_config(config)
+  red = text_lib.embed_prompts(prior, prior_params, "a red cube", "", True, ("red",))
+  plain = text_lib.embed_prompts(prior, prior_params, "a cube", "", True)
+  one = distributed.make_mesh(jax.devices()[:1])
+  _, with_drop, _ = _params_after(config, one, 1, text=red)
+  _, with_plain, _ = _params_after(config, one, 1, text=plain)
+  _, with_red, _ = _params_after(config, one, 1, text=red.replace(textureless=None))
+  for a, b in zip(jax.tree_util.tree_leaves(with_drop), jax.tree_util.tree_leaves(with_plain)):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+  gap = max(float(np.abs(a - b).max()) for a, b in zip(jax.tree_util.tree_leaves(with_drop),
+                                                       jax.tree_util.tree_leaves(with_red)))
+  assert gap > 1e-6, "the colourless prompt must change the update for the comparison to mean anything"
 
 
 def test_resumed_run_equals_uninterrupted_run(pixel_prior, tmp_path):

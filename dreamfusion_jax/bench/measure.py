@@ -139,7 +139,8 @@ def build(config, prior_name: str, seed: int = 0, dry: bool = False) -> Setup:
                                    uncond=jax.ShapeDtypeStruct((length, dim), jnp.float32))
   else:
     text = jax.device_get(text_lib.embed_prompts(prior, params, config.prompt, config.negative_prompt,
-                                                 config.prior.view_dependent))
+                                                 config.prior.view_dependent,
+                                                 config.prior.textureless_drop_words))
     frozen = jax.device_get(frozen)
   channels = prior.channels if config.prior.latent_render else 3
   return Setup(config, prior, frozen, text, field.make_scene(config, out_channels=channels),

@@ -22,6 +22,7 @@ from dreamfusion_jax.bench import measure
 from dreamfusion_jax.nerf import field
 from dreamfusion_jax.nerf import regularizers
 from dreamfusion_jax.nerf import render
+from dreamfusion_jax.nerf import shading
 from dreamfusion_jax.prior import text as text_lib
 
 PIECES = ("render", "encode", "distill", "unet", "update")
@@ -49,7 +50,8 @@ def piece_programs(setup: measure.Setup, seed: int = 0) -> dict:
   text = setup.text
   if setup.dry:  # concrete stand-ins of the right shapes (the pieces' inputs other than params are real)
     text = jax.tree_util.tree_map(lambda s: jax.random.normal(next(keys), s.shape), text)
-  cond, uncond = text_lib.select(text, cams.view, cams.azimuth, c.prior.view_interpolate)
+  cond, uncond = text_lib.select(text, cams.view, cams.azimuth, c.prior.view_interpolate,
+                                 textureless=modes == shading.TEXTURELESS)
   t = jnp.full((batch,), prior.num_train_timesteps // 2, jnp.int32)
   guidance = c[c.distill].guidance_scale
 
