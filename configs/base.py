@@ -68,8 +68,13 @@ def get_config(arg=None):
 
   # NeRF field: the mip-NeRF 360 MLP DreamFusion uses.
   c.nerf = n = ml_collections.ConfigDict()
-  n.encoding = "ipe"  # ipe (integrated positional encoding) | fourier
+  n.encoding = "ipe"  # ipe (integrated positional encoding) | fourier | hashgrid (Instant-NGP)
   n.num_freqs = 8  # L = 8 octaves of the positional encoding
+  n.hash_levels = 16  # hashgrid: levels (Instant-NGP / threestudio: 16) ...
+  n.hash_features = 2  # ... features per level ...
+  n.hash_log2_table_size = 19  # ... table rows per level, log2 ...
+  n.hash_base_resolution = 16  # ... coarsest and ...
+  n.hash_max_resolution = 2048  # ... finest grid resolution across [-bound, bound]
   n.width = 128  # hidden width of the residual MLP
   n.num_blocks = 5  # residual blocks (swish + LayerNorm)
   n.density_activation = "exp"  # exp | softplus

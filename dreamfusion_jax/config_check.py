@@ -13,7 +13,7 @@ CHOICES = {
     "prior.dtype": ("float32", "bfloat16"),
     "sds.weighting": ("sigma2", "uniform", "snr_sqrt"),
     "sjc.weighting": ("sigma", "none"),
-    "nerf.encoding": ("ipe", "fourier"),
+    "nerf.encoding": ("ipe", "fourier", "hashgrid"),
     "nerf.density_activation": ("exp", "softplus"),
     "nerf.background": ("mlp", "solid", "random"),
     "optim.optimizer": ("adam",),
@@ -23,7 +23,8 @@ POSITIVE_INTS = (
     "nerf.background_width", "render.resolution", "render.num_samples", "sjc.num_perturb",
     "ism.inversion_steps", "log.every", "log.images_every", "log.image_resolution",
     "log.checkpoint_every", "log.keep_checkpoints", "export.video_frames", "export.video_fps",
-    "export.video_resolution", "export.mesh_resolution")
+    "export.video_resolution", "export.mesh_resolution", "nerf.hash_levels", "nerf.hash_features",
+    "nerf.hash_log2_table_size", "nerf.hash_base_resolution", "nerf.hash_max_resolution")
 NON_NEGATIVE = (
     "render.num_importance", "sds.t_anneal_steps", "ism.t_anneal_steps", "ism.delta_t",
     "ism.delta_t_start", "ism.delta_s", "sjc.tick_min", "sjc.tick_trim", "shading.ambient_only_steps",
@@ -37,7 +38,8 @@ PROBABILITIES = ("shading.shaded_prob", "shading.textureless_prob", "sds.t_min",
 RANGES = ("camera.elevation_range", "camera.azimuth_range", "camera.distance_range",
           "camera.focal_range", "camera.light_distance_range")
 ORDERED = (("sds.t_min", "sds.t_max"), ("sds.t_min", "sds.t_max_start"),
-           ("ism.t_min", "ism.t_max"), ("ism.t_min", "ism.t_max_start"))
+           ("ism.t_min", "ism.t_max"), ("ism.t_min", "ism.t_max_start"),
+           ("nerf.hash_base_resolution", "nerf.hash_max_resolution"))
 EXPORT_FORMATS = ("mp4", "gif", "glb", "obj")
 
 
@@ -83,6 +85,9 @@ def problems(config) -> list:
     out.append(f"config.export.formats has {bad_formats}: allowed are {', '.join(EXPORT_FORMATS)}.")
   if not str(config.prior.model).strip():
     out.append("config.prior.model is empty: give a local diffusers folder or a hub id.")
+  if not 4 <= config.nerf.hash_log2_table_size <= 24:
+    out.append(f"config.nerf.hash_log2_table_size = {config.nerf.hash_log2_table_size}: must be in "
+               "[4, 24] (2^24 rows per level is already 128 MB of float32 features at 2 per row).")
   words = config.prior.textureless_drop_words
   if not isinstance(words, (tuple, list)) or not all(isinstance(w, str) and w.strip() for w in words):
     out.append(f"config.prior.textureless_drop_words = {words!r}: must be a tuple of words, e.g. "

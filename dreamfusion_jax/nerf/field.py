@@ -12,8 +12,9 @@ import jax
 import jax.numpy as jnp
 
 from dreamfusion_jax.nerf import encoding
+from dreamfusion_jax.nerf import hashgrid
 
-ENCODINGS = ("ipe", "fourier")
+ENCODINGS = ("ipe", "fourier", "hashgrid")
 DENSITY_ACTIVATIONS = ("exp", "softplus")
 ALBEDO_ACTIVATIONS = ("sigmoid", "none")
 BACKGROUNDS = ("mlp", "solid", "random")
@@ -42,8 +43,12 @@ def _check(name: str, value: str, allowed) -> None:
 
 class Field(nn.Module):
   """Density and albedo of 3D points (DreamFusion App. A)."""
-  encoding: str = "ipe"  # ipe | fourier
+  encoding: str = "ipe"  # ipe | fourier | hashgrid
   num_freqs: int = 8  # octaves L of the encoding
+  # encoding="hashgrid": (levels, features per level, log2 table rows, base res, max res) and the
+  # scene's radius, which the grid spans.
+  hash_grid: tuple = (16, 2, 19, 16, 2048)
+  bound: float = 1.4
   width: int = 128  # hidden width
   num_blocks: int = 5  # residual blocks
   density_activation: str = "exp"  # exp | softplus
@@ -62,6 +67,10 @@ class Field(nn.Module):
     if self.encoding == "ipe":
       var = jnp.zeros(points.shape[:-1], points.dtype) if variances is None else variances
       features = encoding.integrated_pos_enc(points, var, self.num_freqs)
+    elif self.encoding == "hashgrid":
+      levels, feats, log2_size, base, finest = self.hash_grid
+      features = hashgrid.HashGrid(levels, feats, log2_size, base, finest, self.bound,
+                                   name="hash_grid")(points)
     else:
       features = encoding.fourier_encoding(points, self.num_freqs)
     x = nn.Dense(self.width, name="input")(features)
@@ -139,9 +148,13 @@ def make_scene(config: Any, out_channels: int = 3) -> Scene:
   for name in ("num_freqs", "width", "num_blocks", "background_width"):
     if int(n[name]) < (0 if name == "num_blocks" else 1):
       raise ValueError(f"config.nerf.{name} must be positive, got {n[name]}")
+  defaults = Field.hash_grid
+  grid = tuple(int(n.get(k, d)) for k, d in zip(
+      ("hash_levels", "hash_features", "hash_log2_table_size", "hash_base_resolution",
+       "hash_max_resolution"), defaults))
   field = Field(
-      encoding=n.encoding, num_freqs=int(n.num_freqs), width=int(n.width),
-      num_blocks=int(n.num_blocks), density_activation=n.density_activation,
+      encoding=n.encoding, num_freqs=int(n.num_freqs), hash_grid=grid, bound=float(n.bound),
+      width=int(n.width), num_blocks=int(n.num_blocks), density_activation=n.density_activation,
       density_bias=float(n.get("density_bias", -1.0)),
       blob_density=float(n.blob_density), blob_radius=float(n.blob_radius),
       out_channels=out_channels, albedo_activation=activation)
