@@ -95,12 +95,16 @@ def main() -> None:
 
 def score(images, shapes, colours) -> dict[str, float]:
   """Judge accuracy of a shape-major grid of samples: shape head, colour head, and both at once."""
+  return score_labels(images, [s for s in shapes for _ in colours], list(colours) * len(shapes))
+
+
+def score_labels(images, shapes, colours) -> dict[str, float]:
+  """How often the shipped judge names each image's shape and colour (`shapes`/`colours`: one name per image)."""
   from dreamfusion_jax.shapes import judge  # pylint: disable=g-import-not-at-top
   lp = judge.log_probs(judge.load(), jnp.asarray(images))
-  shape_ok = np.asarray(jnp.argmax(lp["shape"], -1)) == np.repeat(
-      [captions.SHAPES.index(s) for s in shapes], len(colours))
-  colour_ok = np.asarray(jnp.argmax(lp["colour"], -1)) == np.tile(
-      [captions.COLOUR_NAMES.index(c) for c in colours], len(shapes))
+  shape_ok = np.asarray(jnp.argmax(lp["shape"], -1)) == np.array([captions.SHAPES.index(s) for s in shapes])
+  colour_ok = np.asarray(jnp.argmax(lp["colour"], -1)) == np.array(
+      [captions.COLOUR_NAMES.index(c) for c in colours])
   return {"shape": float(shape_ok.mean()), "colour": float(colour_ok.mean()),
           "both": float((shape_ok & colour_ok).mean())}
 
