@@ -55,6 +55,9 @@ def test_drop_words():
   assert text.drop_words("a Red cube", ("red", "blue")) == "a cube"
   assert text.drop_words("a red, shiny cube", ("red",)) == "a shiny cube"
   assert text.drop_words("a reddish cube", ("red",)) == "a reddish cube"  # whole words only
+  assert text.drop_words("an orange cone", ("orange",)) == "a cone"  # the article follows the new word
+  assert text.drop_words("A red apple", ("red",)) == "An apple"
+  assert text.drop_words("an egg", ("red",)) == "an egg"
   assert text.drop_words("a  red cube", ()) == "a  red cube"  # nothing to drop: untouched
   with pytest.raises(ValueError, match="textureless_drop_words"):
     text.drop_words("red", ("red",))

@@ -43,14 +43,27 @@ def view_prompts(prompt, view_dependent=True):
 def drop_words(prompt: str, words: Sequence[str]) -> str:
   """`prompt` without the whole words in `words` (case-insensitive), spaces collapsed.
 
-  drop_words("a Red cube", ["red"]) == "a cube". Raises if nothing of the prompt would be left.
+  drop_words("a Red cube", ["red"]) == "a cube"; an article left before a new word is re-chosen,
+  drop_words("an orange cone", ["orange"]) == "a cone". Raises if nothing of the prompt would be left.
   """
   if not words:
     return prompt
-  kept = [w for w in prompt.split() if re.sub(r"\W", "", w.lower()) not in {x.lower() for x in words}]
+  drop = {x.lower() for x in words}
+  kept, after_drop = [], []
+  for word in prompt.split():
+    if re.sub(r"\W", "", word.lower()) in drop:
+      if after_drop:
+        after_drop[-1] = True
+      continue
+    kept.append(word)
+    after_drop.append(False)
   if not kept:
     raise ValueError(f"config.prior.textureless_drop_words={tuple(words)!r} removes every word of the "
                      f"prompt {prompt!r}; drop fewer words or set it to ()")
+  for i in range(len(kept) - 1):
+    if after_drop[i] and kept[i].lower() in ("a", "an"):
+      article = "an" if kept[i + 1][0].lower() in "aeiou" else "a"
+      kept[i] = article.capitalize() if kept[i][0].isupper() else article
   return " ".join(kept)
 
 
