@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import tqdm
 
 from dreamfusion_jax.distill import LOSSES
 from dreamfusion_jax.prior import text as text_lib
@@ -48,10 +49,20 @@ def configure(config, prompt, method, steps, guidance_scale=None):
 
 def optimise(config, prior, prior_params, text, key, lr=0.05, batch=1, view=0, x_init=None):
   """Adam on x in model space for config.num_steps steps; returns (x [B, h, w, C], last aux)."""
-  shape = (batch, prior.sample_size, prior.sample_size, prior.channels)
-  x = jnp.zeros(shape, jnp.float32) if x_init is None else jnp.asarray(x_init, jnp.float32)
   views = jnp.full((batch,), view, jnp.int32)
   cond, uncond = text_lib.select(text, views, jnp.zeros((batch,)))
+  return optimise_conditioned(config, prior, prior_params, cond, uncond, key, lr, x_init)
+
+
+def optimise_conditioned(config, prior, prior_params, cond, uncond, key, lr=0.05, x_init=None,
+                         progress=False):
+  """`optimise` with one (cond, uncond) embedding pair per image, [B, L, D] each.
+
+  Adam is elementwise, so B images with B prompts optimise as B separate runs would (each with its own
+  noise draws).
+  """
+  shape = (cond.shape[0], prior.sample_size, prior.sample_size, prior.channels)
+  x = jnp.zeros(shape, jnp.float32) if x_init is None else jnp.asarray(x_init, jnp.float32)
   loss_fn = LOSSES[config.distill]
   optimizer = optax.adam(lr)
 
@@ -64,7 +75,9 @@ def optimise(config, prior, prior_params, text, key, lr=0.05, batch=1, view=0, x
     return optax.apply_updates(x, updates), opt_state, aux
 
   opt_state, aux = optimizer.init(x), {}
-  for step in range(config.num_steps):
+  steps = tqdm.trange(config.num_steps, desc="image2d", mininterval=10.0) if progress else range(
+      config.num_steps)
+  for step in steps:
     x, opt_state, aux = update(x, opt_state, jnp.int32(step), prior_params)
   return x, aux
 

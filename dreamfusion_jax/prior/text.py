@@ -77,7 +77,9 @@ def embed_prompts(prior, params, prompt, negative_prompt="", view_dependent=True
   prompts = view_prompts(prompt, view_dependent)  # validates the prompt
   plain = drop_words(prompt, textureless_drop_words)
   extra = view_prompts(plain, view_dependent) if plain != prompt else []
-  emb = prior.encode_text(params, prompts + extra + [negative_prompt])
+  texts = prompts + extra + [negative_prompt]
+  unique = list(dict.fromkeys(texts))  # without view suffixes the 4 view prompts are one text
+  emb = prior.encode_text(params, unique)[jnp.asarray([unique.index(t) for t in texts])]
   n = len(VIEW_NAMES)
   return TextEmbeddings(cond=emb[:n], uncond=emb[-1], textureless=emb[n:2 * n] if extra else None)
 

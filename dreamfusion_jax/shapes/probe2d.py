@@ -15,10 +15,7 @@ import imageio.v2 as imageio
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
-import tqdm
 
-from dreamfusion_jax import distill
 from dreamfusion_jax.distill import image2d
 from dreamfusion_jax.prior import stable_diffusion
 from dreamfusion_jax.prior import text as text_lib
@@ -27,30 +24,12 @@ from dreamfusion_jax.shapes import sample
 
 
 def probe(prior, params, config, prompts, images_per_prompt: int, seed: int, lr: float = 0.05):
-  """Images [len(prompts) * images_per_prompt, s, s, 3] in [0, 1], prompt-major.
-
-  All images are optimised together in one jitted Adam step with a per-image prompt; Adam is
-  elementwise, so this equals optimising each prompt's images on its own.
-  """
-  n = len(prompts) * images_per_prompt
+  """Images [len(prompts) * images_per_prompt, s, s, 3] in [0, 1], prompt-major, optimised together."""
   emb = prior.encode_text(params, list(prompts) + [config.negative_prompt])
   cond = jnp.repeat(emb[:-1], images_per_prompt, axis=0)
   uncond = jnp.broadcast_to(emb[-1:], cond.shape)
-  loss_fn = distill.LOSSES[config.distill]
-  optimizer = optax.adam(lr)
-  key = jax.random.PRNGKey(seed)
-
-  @jax.jit
-  def update(x, opt_state, step):
-    grad, _ = jax.grad(loss_fn, argnums=3, has_aux=True)(
-        config, prior, params, x, (cond, uncond), jax.random.fold_in(key, step), step)
-    updates, opt_state = optimizer.update(grad, opt_state, x)
-    return optax.apply_updates(x, updates), opt_state
-
-  x = jnp.zeros((n, prior.sample_size, prior.sample_size, prior.channels), jnp.float32)
-  opt_state = optimizer.init(x)
-  for step in tqdm.trange(config.num_steps, desc="probe", mininterval=10.0):
-    x, opt_state = update(x, opt_state, jnp.int32(step))
+  x, _ = image2d.optimise_conditioned(config, prior, params, cond, uncond, jax.random.PRNGKey(seed),
+                                      lr, progress=True)
   return prior.decode(params, x)
 
 
