@@ -32,6 +32,22 @@ def get_config(arg=None):
     # textureless views are scored against the prompt without its colour word.
     c.prior.textureless_drop_words = captions.COLOUR_NAMES
     c.sds.guidance_scale = 50.0  # 2D SDS on this prior binds colour and shape at CFG 20-100
+    # Every shape of the world lies inside a radius-0.65 ball (shapes/sdf.py): a 0.9 scene bound leaves a
+    # margin and limits how far SDS can grow the object. With base.py's 1.4 "a red cube" grew a red column
+    # through the whole scene (IoU with the true cube 0.13-0.15); with 0.9 it still fills the bound (0.24).
+    c.nerf.bound = 0.9
+    # Cameras from 1.2 up: the nearest cameras of base.py (distance 1, focal 1.35) crop a cube, and the
+    # prior, which never knows the camera, then accepts "red fills the frame" as a cube. From 1.2 no
+    # shape is cropped at any focal, and these cameras are a subset of what the prior was trained on.
+    c.camera.distance_range = (1.2, 1.5)
+    # The regularizers are means over rays while SDS sums over a view's 32x32x3 elements, so a weight
+    # here acts per ray as weight / 1024. base.py's 1e-3 is then ~1e-6 per ray against SDS's ~0.3 per
+    # element: no regularization. At 20 (~0.02 per ray), one seed each: "a red cube" IoU 0.24 -> 0.27,
+    # "a red sphere" a clean sphere, but "a green cube" and "a white cylinder" ended empty with the
+    # environment map taking the colour; at 100 "a red cube" ended empty too. Not settled: see README.
+    c.reg.opacity = 20.0
+    # ISM's t-range anneal over the paper's first 30% of steps (LucidDreamer: 1500 of 5000).
+    c.ism.t_anneal_steps = 300
     c.nerf.num_freqs = 6
     c.nerf.width = 64
     c.nerf.num_blocks = 2

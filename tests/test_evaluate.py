@@ -10,6 +10,7 @@ import pytest
 
 from dreamfusion_jax.evaluate import __main__ as evaluate_cli
 from dreamfusion_jax.evaluate import r_precision
+from dreamfusion_jax.export import images as images_lib
 from dreamfusion_jax.prior import testing as prior_testing
 from dreamfusion_jax.shapes import captions
 
@@ -42,8 +43,11 @@ def test_default_prompts_cover_every_shape_and_colour():
   prompts = evaluate_cli.default_prompts()
   parsed = [captions.parse_prompt(p) for p in prompts]
   assert len(prompts) >= 12
+  assert len(set(prompts)) == len(prompts)  # a repeated caption makes retrieval ambiguous
   assert {s for s, _ in parsed} == set(captions.SHAPES)
   assert {c for _, c in parsed} == set(captions.COLOUR_NAMES)
+  everything = evaluate_cli.default_prompts(len(captions.SHAPES) * len(captions.COLOUR_NAMES))
+  assert len(set(everything)) == len(everything)
 
 
 def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
@@ -63,7 +67,12 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   (row,) = out["rows"]
   assert row["steps"] == 2 and row["r_color"] == 1.0 and row["r_geo"] == 1.0
   assert 0.0 <= row["iou"] <= 1.0
+  assert isinstance(row["empty"], bool) and (row["iou"] == 0.0 or not row["empty"])
+  assert out["table"]["sds"]["empty"] == float(row["empty"])
   assert calls == [(2, 16, 16, 3), (2, 16, 16, 3)]  # albedo and textureless renders of 2 views
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  views = np.asarray(Image.open(tmp_path / "eval" / "views.png"))
+  assert views.shape == (16, 4 * 16 + 3 * images_lib.GAP, 3)  # one run: 2 albedo + 2 textureless views
   summary = tmp_path / "eval" / "sds" / "a_red_cube" / "seed_0" / "summary.json"
   stamp = os.path.getmtime(summary)
   again = evaluate_cli.run_benchmark(config, str(tmp_path / "eval"), ["sds"], ["0"], prompts[:1], 2, scorers)

@@ -122,3 +122,23 @@ def test_token_embeddings_are_rescaled_and_nothing_else_changes(tiny):
                        if "token_embedding" not in jax.tree_util.keystr(p)]
   for a, b in zip(same(scaled), same(text_params)):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_cooldown_schedule_joins_the_constant_rate_and_resumes_with_the_same_state():
+  lr, warmup, start, total = 1e-3, 10, 100, 300
+  plain = train_prior.learning_rate(lr, warmup)
+  cooled = train_prior.learning_rate(lr, warmup, start, total)
+  for step in (0, 5, 10, 50, 100):  # warm-up and the constant phase are untouched
+    np.testing.assert_allclose(float(cooled(step)), float(plain(step)), rtol=1e-6)
+  # Cosine from lr at `start` to COOLDOWN_FLOOR * lr at `total`: halfway it is the mean of the two.
+  floor = train_prior.COOLDOWN_FLOOR * lr
+  np.testing.assert_allclose(float(cooled((start + total) // 2)), (lr + floor) / 2, rtol=1e-5)
+  np.testing.assert_allclose(float(cooled(total)), floor, rtol=1e-5)
+  assert float(cooled(start + 10)) < lr
+  # A checkpoint of a constant-rate run restores into the cooled-down optimizer: same state structure.
+  params = {"w": jnp.ones((3,))}
+  before = jax.tree_util.tree_structure(train_prior.make_optimizer(lr, warmup).init(params))
+  after = jax.tree_util.tree_structure(train_prior.make_optimizer(lr, warmup, start, total).init(params))
+  assert before == after
+  with pytest.raises(ValueError, match="--cooldown-from"):
+    train_prior.learning_rate(lr, warmup, 300, 300)

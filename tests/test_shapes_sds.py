@@ -43,7 +43,8 @@ def test_sds_on_the_shipped_prior_raises_the_judges_score():
   config.prompt = PROMPT
   config.num_steps = STEPS
   prior, prior_params = stable_diffusion.load_from_config(config)
-  text = text_lib.embed_prompts(prior, prior_params, PROMPT, "", True)
+  text = text_lib.embed_prompts(prior, prior_params, PROMPT, config.negative_prompt, True,
+                                config.prior.textureless_drop_words)  # as train.py embeds them
   mesh = distributed.make_mesh(jax.devices()[:1])
   scene = field.make_scene(config)
   optimizer = step_lib.make_optimizer(config)

@@ -7,7 +7,9 @@ Each (method, prompt, seed) trains into WORKDIR/<method>/<prompt>/seed_<k> (fini
 so an interrupted benchmark resumes), then is scored: R-precision "color" on albedo renders and "geo"
 on textureless renders from `--views` views at 30 degrees elevation (the judge of the embedded world,
 or a CLIP with --clip=DIR), and the IoU of its occupancy with the ground-truth shape, maximised over
-rotations about the vertical axis. Prints one table and writes WORKDIR/results.json and results.md.
+rotations about the vertical axis ("empty fields": runs where no ray of the field reaches opacity 1/2,
+scored IoU 0; their R-precision then judges the background alone). Prints one table and writes WORKDIR/results.json and results.md,
+and WORKDIR/views.png: one row per run, its albedo views then its textureless views (the scored renders).
 """
 
 import copy
@@ -26,6 +28,7 @@ from dreamfusion_jax import distill
 from dreamfusion_jax import train
 from dreamfusion_jax.evaluate import geometry
 from dreamfusion_jax.evaluate import r_precision
+from dreamfusion_jax.export import images as images_lib
 from dreamfusion_jax.export import mesh as mesh_lib
 from dreamfusion_jax.export import run as export_run
 from dreamfusion_jax.nerf import camera
@@ -48,9 +51,15 @@ IOU_RESOLUTION = 64  # occupancy grid per side for the geometry score
 
 
 def default_prompts(count: int = 12) -> list:
-  """`count` prompts cycling through every shape, with colours stepped so all eight appear."""
-  names = captions.COLOUR_NAMES
-  return [captions.caption(captions.SHAPES[i % len(captions.SHAPES)], names[(3 * i) % len(names)])
+  """`count` distinct prompts cycling through every shape, with colours stepped so all eight appear.
+
+  The colour steps by 3 (coprime to 8) and shifts by one on each further pass over the shapes, so no
+  (shape, colour) pair repeats: a repeated caption would make R-precision's retrieval ambiguous.
+  """
+  shapes, names = captions.SHAPES, captions.COLOUR_NAMES
+  if not 0 < count <= len(shapes) * len(names):
+    raise ValueError(f"count must be in 1..{len(shapes) * len(names)}, got {count}")
+  return [captions.caption(shapes[i % len(shapes)], names[(3 * i + i // len(shapes)) % len(names)])
           for i in range(count)]
 
 
@@ -68,8 +77,12 @@ def train_or_reuse(config, workdir: str):
   return jax.device_get(state.params), json.load(open(summary_path))
 
 
-def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_views: int) -> dict:
-  """R-precision color / geo of one trained scene and the IoU of its occupancy with the truth."""
+def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_views: int):
+  """(scores, renders) of one trained scene.
+
+  scores: R-precision color / geo and the IoU of its occupancy with the truth; renders: the scored
+  albedo views followed by the textureless ones, [2 * num_views, H, W, 3].
+  """
   scene = field.make_scene(config)
   resolution = int(config.render.resolution)
   render_fn, _ = export_run.make_render_fn(config, scene, params, jax.random.PRNGKey(0), resolution)
@@ -80,19 +93,24 @@ def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_vie
   truth = [prompts.index(prompt)] * num_views
   shape, _ = captions.parse_prompt(prompt)
   density_fn, _ = export_run.field_fns(scene, params)
+  empty = False
   try:
     occupied = geometry.nerf_occupancy(density_fn, float(config.nerf.bound), IOU_RESOLUTION)
     iou = geometry.best_yaw_iou(occupied, lambda p: sdf.occupancy(shape, p), float(config.nerf.bound))["iou"]
   except mesh_lib.EmptyFieldError:  # nothing rendered opaque: no overlap with the shape
-    iou = 0.0
-  return {"r_color": r_precision.r_precision(scorers["color"], albedo, truth, prompts),
-          "r_geo": r_precision.r_precision(scorers["geo"], textureless, truth, prompts),
-          "iou": iou}
+    iou, empty = 0.0, True
+  scores = {"r_color": r_precision.r_precision(scorers["color"], albedo, truth, prompts),
+            "r_geo": r_precision.r_precision(scorers["geo"], textureless, truth, prompts),
+            "iou": iou, "empty": empty}
+  return scores, np.concatenate([np.asarray(albedo), np.asarray(textureless)])
 
 
 def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers) -> dict:
-  """Trains and scores every (method, prompt, seed); returns per-run rows and per-method means."""
-  rows = []
+  """Trains and scores every (method, prompt, seed); returns per-run rows and per-method means.
+
+  Also writes WORKDIR/views.png, a row of scored renders per run in the order of the rows.
+  """
+  rows, renders = [], []
   for method in methods:
     for prompt in prompts:
       for seed in seeds:
@@ -104,23 +122,26 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers) 
         params, summary = train_or_reuse(c, run_dir)
         row = dict(method=method, prompt=prompt, seed=int(seed), steps=summary["steps"],
                    wall_time_s=summary["wall_time_s"])
-        row.update(score_run(c, params, prompt, prompts, scorers, num_views))
+        scores, views = score_run(c, params, prompt, prompts, scorers, num_views)
+        row.update(scores)
         rows.append(row)
+        renders.append(views)
+        images_lib.save_png(os.path.join(workdir, "views.png"), images_lib.make_grid(renders))
         print(json.dumps(row), flush=True)
   table = {}
   for method in methods:
     mine = [r for r in rows if r["method"] == method]
     table[method] = {k: float(np.mean([r[k] for r in mine]))
-                     for k in ("r_color", "r_geo", "iou", "steps", "wall_time_s")}
+                     for k in ("r_color", "r_geo", "iou", "empty", "steps", "wall_time_s")}
     table[method]["runs"] = len(mine)
   return {"rows": rows, "table": table}
 
 
 def markdown_table(table: dict) -> str:
-  lines = ["| method | R-precision color | R-precision geo | IoU | steps | wall time / run (s) | runs |",
-           "|---|---|---|---|---|---|---|"]
+  lines = ["| method | R-precision color | R-precision geo | IoU | empty fields | steps | wall time / run (s) "
+           "| runs |", "|---|---|---|---|---|---|---|---|"]
   for method, m in table.items():
-    lines.append(f"| {method} | {m['r_color']:.2f} | {m['r_geo']:.2f} | {m['iou']:.2f} | "
+    lines.append(f"| {method} | {m['r_color']:.2f} | {m['r_geo']:.2f} | {m['iou']:.2f} | {m['empty']:.0%} | "
                  f"{m['steps']:.0f} | {m['wall_time_s']:.0f} | {m['runs']} |")
   return "\n".join(lines)
 

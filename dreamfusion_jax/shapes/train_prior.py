@@ -44,8 +44,28 @@ class TrainState:
   opt_state: Any
 
 
-def make_optimizer(lr: float, warmup: int) -> optax.GradientTransformation:
-  schedule = optax.linear_schedule(0.0, lr, warmup)
+COOLDOWN_FLOOR = 0.1  # the cooldown ends at this fraction of the peak learning rate
+
+
+def learning_rate(lr: float, warmup: int, cooldown_from: int = 0, total: int = 0) -> optax.Schedule:
+  """Linear warm-up to `lr`, constant, then (if cooldown_from > 0) a cosine to COOLDOWN_FLOOR * lr at `total`.
+
+  The cooldown is how a long constant-rate run ends: the shipped prior trained at a constant rate for
+  most of its steps and cooled down over the last ones. The schedule's only state is the optimizer's
+  step count, so a run resumed with a cooldown added restores the same optimizer state.
+  """
+  rise = optax.linear_schedule(0.0, lr, warmup)
+  if cooldown_from <= 0:
+    return rise
+  if total <= cooldown_from:
+    raise ValueError(f"--steps ({total}) must exceed --cooldown-from ({cooldown_from})")
+  fall = optax.cosine_decay_schedule(lr, total - cooldown_from, alpha=COOLDOWN_FLOOR)
+  return optax.join_schedules([rise, fall], [cooldown_from])
+
+
+def make_optimizer(lr: float, warmup: int, cooldown_from: int = 0,
+                   total: int = 0) -> optax.GradientTransformation:
+  schedule = learning_rate(lr, warmup, cooldown_from, total)
   return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
 
 
@@ -164,7 +184,7 @@ def train(args) -> None:
                         text_layers=args.text_layers)
   spec, text, unet, token_table = setup(args.workdir, spec_overrides)
   config = base_config.get_config()
-  optimizer = make_optimizer(args.lr, args.warmup)
+  optimizer = make_optimizer(args.lr, args.warmup, args.cooldown_from, args.steps)
   params = prior_model.init_params(jax.random.PRNGKey(args.seed), spec, text, unet)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                      ema=jax.tree_util.tree_map(jnp.copy, params), opt_state=optimizer.init(params))
@@ -184,6 +204,9 @@ def train(args) -> None:
     print(f"resumed from step {int(state.step)}")
   meta.update(spec=spec_overrides, batch=args.batch, seed=args.seed, lr=args.lr, hardware=hardware(),
               target_steps=args.steps)
+  if args.cooldown_from:
+    meta["cooldown"] = {"from_step": args.cooldown_from, "to_step": args.steps, "kind": "cosine",
+                        "final_lr": COOLDOWN_FLOOR * args.lr}
   step_fn = make_train_step(text, unet, optimizer, config, args.batch)
   root_key = jax.random.PRNGKey(args.seed + 1)
   print(f"text encoder {prior_model.num_params(params['text']):,} params, "
@@ -216,6 +239,8 @@ def main() -> None:
   parser.add_argument("--batch", type=int, default=32, help="images per step, a multiple of 8")
   parser.add_argument("--lr", type=float, default=5e-4, help="AdamW peak learning rate")
   parser.add_argument("--warmup", type=int, default=300, help="linear learning-rate warm-up steps")
+  parser.add_argument("--cooldown-from", type=int, default=0,
+                      help="cosine-decay the learning rate from this step to 0.1x at --steps; 0: none")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128], help="UNet widths")
   parser.add_argument("--text-width", type=int, default=256, help="CLIP width = cross-attention dim")
