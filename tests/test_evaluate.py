@@ -7,6 +7,7 @@ import sys
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from PIL import Image
 
 from dreamfusion_jax.evaluate import __main__ as evaluate_cli
 from dreamfusion_jax.evaluate import r_precision
@@ -70,7 +71,6 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   assert isinstance(row["empty"], bool) and (row["iou"] == 0.0 or not row["empty"])
   assert out["table"]["sds"]["empty"] == float(row["empty"])
   assert calls == [(2, 16, 16, 3), (2, 16, 16, 3)]  # albedo and textureless renders of 2 views
-  from PIL import Image  # pylint: disable=g-import-not-at-top
   views = np.asarray(Image.open(tmp_path / "eval" / "views.png"))
   assert views.shape == (16, 4 * 16 + 3 * images_lib.GAP, 3)  # one run: 2 albedo + 2 textureless views
   summary = tmp_path / "eval" / "sds" / "a_red_cube" / "seed_0" / "summary.json"

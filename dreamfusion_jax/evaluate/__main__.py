@@ -8,8 +8,9 @@ so an interrupted benchmark resumes), then is scored: R-precision "color" on alb
 on textureless renders from `--views` views at 30 degrees elevation (the judge of the embedded world,
 or a CLIP with --clip=DIR), and the IoU of its occupancy with the ground-truth shape, maximised over
 rotations about the vertical axis ("empty fields": runs where no ray of the field reaches opacity 1/2,
-scored IoU 0; their R-precision then judges the background alone). Prints one table and writes WORKDIR/results.json and results.md,
-and WORKDIR/views.png: one row per run, its albedo views then its textureless views (the scored renders).
+scored IoU 0; their R-precision then judges the background alone). Prints one table and writes
+WORKDIR/results.json and results.md, and WORKDIR/views.png: one row per run, its albedo views then its
+textureless views (the scored renders).
 """
 
 import copy
@@ -126,6 +127,7 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers) 
         row.update(scores)
         rows.append(row)
         renders.append(views)
+        # Rewritten after every run (a small PNG) so a benchmark stopped hours in still has its picture.
         images_lib.save_png(os.path.join(workdir, "views.png"), images_lib.make_grid(renders))
         print(json.dumps(row), flush=True)
   table = {}

@@ -40,6 +40,11 @@ def view_prompts(prompt, view_dependent=True):
   return [f"{prompt}, {name} view" for name in VIEW_NAMES]
 
 
+def indefinite_article(word: str) -> str:
+  """ "an" before a vowel letter, else "a" (the spelling rule; enough for the embedded world's words)."""
+  return "an" if word[:1].lower() in "aeiou" else "a"
+
+
 def drop_words(prompt: str, words: Sequence[str]) -> str:
   """`prompt` without the whole words in `words` (case-insensitive), spaces collapsed.
 
@@ -62,7 +67,7 @@ def drop_words(prompt: str, words: Sequence[str]) -> str:
                      f"prompt {prompt!r}; drop fewer words or set it to ()")
   for i in range(len(kept) - 1):
     if after_drop[i] and kept[i].lower() in ("a", "an"):
-      article = "an" if kept[i + 1][0].lower() in "aeiou" else "a"
+      article = indefinite_article(kept[i + 1])
       kept[i] = article.capitalize() if kept[i][0].isupper() else article
   return " ".join(kept)
 

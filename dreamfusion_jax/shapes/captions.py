@@ -14,6 +14,7 @@ from typing import Optional
 import numpy as np
 
 from dreamfusion_jax.nerf.camera import VIEW_NAMES
+from dreamfusion_jax.prior.text import indefinite_article
 
 # Index order is part of the shipped model's training distribution; append, never reorder.
 SHAPES = ("sphere", "cube", "cylinder", "cone", "torus", "snowman", "mushroom", "table")
@@ -47,7 +48,7 @@ def caption(shape: str, colour: Optional[str] = None, view: Optional[str] = None
   _check("colour", colour, COLOUR_NAMES)
   _check("view", view, VIEW_NAMES)
   noun = shape if colour is None else f"{colour} {shape}"
-  text = f"{'an' if noun[0] in 'aeiou' else 'a'} {noun}"
+  text = f"{indefinite_article(noun)} {noun}"
   return text if view is None else view_prompt(text, view)
 
 

@@ -204,6 +204,7 @@ def train(args) -> None:
     print(f"resumed from step {int(state.step)}")
   meta.update(spec=spec_overrides, batch=args.batch, seed=args.seed, lr=args.lr, hardware=hardware(),
               target_steps=args.steps)
+  meta.pop("cooldown", None)  # a resumed run records this session's schedule, not an earlier one's
   if args.cooldown_from:
     meta["cooldown"] = {"from_step": args.cooldown_from, "to_step": args.steps, "kind": "cosine",
                         "final_lr": COOLDOWN_FLOOR * args.lr}
