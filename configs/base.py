@@ -85,6 +85,8 @@ def get_config(arg=None):
   n.background = "mlp"  # mlp (environment map on the ray direction) | solid | random
   n.background_color = (1.0, 1.0, 1.0)  # colour for background=solid
   n.background_width = 64  # hidden width of the environment-map MLP
+  n.random_background_prob = 0.0  # background=mlp: probability that a training view's background
+  #                                  is a random flat colour instead of the environment map
 
   # Volume rendering.
   c.render = r = ml_collections.ConfigDict()

@@ -34,7 +34,8 @@ NON_NEGATIVE = (
     "sds.guidance_scale", "sjc.guidance_scale", "ism.guidance_scale")
 POSITIVE = ("nerf.bound", "nerf.blob_radius", "optim.lr", "optim.eps")
 PROBABILITIES = ("shading.shaded_prob", "shading.textureless_prob", "sds.t_min", "sds.t_max",
-                 "sds.t_max_start", "ism.t_min", "ism.t_max", "ism.t_max_start")
+                 "sds.t_max_start", "ism.t_min", "ism.t_max", "ism.t_max_start",
+                 "nerf.random_background_prob")
 RANGES = ("camera.elevation_range", "camera.azimuth_range", "camera.distance_range",
           "camera.focal_range", "camera.light_distance_range")
 ORDERED = (("sds.t_min", "sds.t_max"), ("sds.t_min", "sds.t_max_start"),

@@ -101,6 +101,29 @@ def test_backgrounds():
   assert colors.shape == (32, 3) and np.all((colors > 0) & (colors < 1)) and colors.std(0).max() > 1e-3
 
 
+def test_environment_map_with_random_backgrounds():
+  directions = jax.random.normal(jax.random.PRNGKey(0), (32, 3))
+  directions /= jnp.linalg.norm(directions, axis=-1, keepdims=True)
+  env = field.make_scene(_tiny_config())
+  mixed = field.make_scene(_tiny_config(random_background_prob=0.5))
+  params = field.init_params(env, jax.random.PRNGKey(0))  # the same parameters serve both
+  env_map = np.asarray(env.apply(params, directions, method=field.Scene.background))
+  bg = lambda k: np.asarray(mixed.apply(params, directions, k, method=field.Scene.background))
+  np.testing.assert_allclose(np.asarray(mixed.apply(params, directions, method=field.Scene.background)),
+                             env_map)  # no key (evaluation renders): always the environment map
+  flat = []
+  for i in range(200):
+    colors = bg(jax.random.PRNGKey(i))
+    is_flat = bool(np.all(colors == colors[0]))
+    assert is_flat or np.array_equal(colors, env_map)  # per view: all flat, or all the map
+    flat.append(is_flat)
+  # 200 Bernoulli(1/2) draws: outside [70, 130] with probability < 3e-5.
+  assert 70 <= sum(flat) <= 130
+  always = field.make_scene(_tiny_config(random_background_prob=1.0))
+  a = np.asarray(always.apply(params, directions, jax.random.PRNGKey(3), method=field.Scene.background))
+  assert np.all(a == a[0]) and np.all((a >= 0) & (a <= 1))
+
+
 @pytest.mark.parametrize("name,value", [("encoding", "hash"), ("density_activation", "relu"),
                                         ("background", "sky")])
 def test_bad_config_raises(name, value):

@@ -100,19 +100,29 @@ class Background(nn.Module):
   num_freqs: int = 4  # Fourier octaves of the direction: a smooth sky, not a textured one
   out_channels: int = 3
   activation: str = "sigmoid"  # sigmoid | none, as the field's albedo
+  # kind="mlp" only: with this probability per call with a key (a training view), the view gets a
+  # random flat colour instead of the environment map, so colour the object needs cannot live in the
+  # map alone (the random-background augmentation of the PyTorch ports).
+  random_prob: float = 0.0
 
   @nn.compact
   def __call__(self, directions: jax.Array, key: Optional[jax.Array] = None) -> jax.Array:
     """[..., 3] unit directions -> [..., out_channels] colours; `key` draws the random colour."""
+    shape = directions.shape[:-1] + (self.out_channels,)
     if self.kind == "mlp":
       x = encoding.fourier_encoding(directions, self.num_freqs)
       x = nn.swish(nn.Dense(self.width, name="hidden")(x))
       color = nn.Dense(self.out_channels, name="out")(x)
-      return nn.sigmoid(color) if self.activation == "sigmoid" else color
+      color = nn.sigmoid(color) if self.activation == "sigmoid" else color
+      if key is None or self.random_prob <= 0.0:
+        return color
+      pick_key, color_key = jax.random.split(key)
+      flat = jnp.broadcast_to(jax.random.uniform(color_key, (self.out_channels,)), shape)
+      return jnp.where(jax.random.bernoulli(pick_key, self.random_prob), flat, color)
     solid = jnp.broadcast_to(jnp.asarray(self.color, jnp.float32), (self.out_channels,))
     if self.kind == "random" and key is not None:
       solid = jax.random.uniform(key, (self.out_channels,))
-    return jnp.broadcast_to(solid, directions.shape[:-1] + (self.out_channels,))
+    return jnp.broadcast_to(solid, shape)
 
 
 class Scene(nn.Module):
@@ -158,8 +168,8 @@ def make_scene(config: Any, out_channels: int = 3) -> Scene:
       density_bias=float(n.get("density_bias", -1.0)),
       blob_density=float(n.blob_density), blob_radius=float(n.blob_radius),
       out_channels=out_channels, albedo_activation=activation)
-  env = Background(kind=n.background, color=color, width=int(n.background_width),
-                   out_channels=out_channels, activation=activation)
+  env = Background(kind=n.background, color=color, width=int(n.background_width), out_channels=out_channels,
+                   activation=activation, random_prob=float(n.get("random_background_prob", 0.0)))
   return Scene(field=field, env=env)
 
 

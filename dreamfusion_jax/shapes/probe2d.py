@@ -1,6 +1,7 @@
 """2D distillation probe of a pixel prior: SDS (or SJC / ISM) straight into images, scored by the judge.
 
   python -m dreamfusion_jax.shapes.probe2d --out probe.png [--method sds] [--steps 300] [--guidance 50]
+      [--t-max 0.6 --t-anneal 100]
 
 For every shape x colour in the grid, `--images` images start from grey and are optimised by the loss
 alone (as distill.image2d: the generator is the identity), then the judge names their shape and colour.
@@ -40,6 +41,10 @@ def main() -> None:
   parser.add_argument("--method", default="sds", choices=["sds", "sjc", "ism"])
   parser.add_argument("--steps", type=int, default=300)
   parser.add_argument("--guidance", type=float, default=50.0, help="classifier-free guidance scale")
+  parser.add_argument("--t-max", type=float, default=None,
+                      help="upper end of the t range (default: the method's in configs/base.py)")
+  parser.add_argument("--t-anneal", type=int, default=0,
+                      help="steps over which t_max falls linearly from 0.98 to --t-max (0: from the start)")
   parser.add_argument("--images", type=int, default=2, help="images per prompt")
   parser.add_argument("--colours", nargs="+", default=["red", "blue"], help="grid columns")
   parser.add_argument("--shapes", nargs="+", default=list(captions.SHAPES), help="grid rows")
@@ -50,8 +55,16 @@ def main() -> None:
   for s in args.shapes:
     for c in args.colours:
       captions.parse_prompt(captions.caption(s, c))  # unknown names fail before any work
-  prior, params = stable_diffusion.load_prior(args.weights, "float32", local_files_only=True)
   config = image2d.configure(image2d.load_config(), "unused", args.method, args.steps, args.guidance)
+  if args.t_max is not None:
+    if args.method == "sjc":
+      parser.error("--t-max applies to sds and ism (sjc draws its noise levels from config.sjc ticks)")
+    if not 0.0 < args.t_max <= 1.0 or args.t_max < config[args.method].t_min or args.t_anneal < 0:
+      parser.error(f"--t-max must be in ({config[args.method].t_min}, 1] and --t-anneal >= 0, "
+                   f"got {args.t_max}, {args.t_anneal}")
+    section = config[args.method]
+    section.t_max, section.t_max_start, section.t_anneal_steps = args.t_max, 0.98, args.t_anneal
+  prior, params = stable_diffusion.load_prior(args.weights, "float32", local_files_only=True)
   start = time.time()
   prompts = [captions.caption(s, c, None if args.view == "none" else args.view)
              for s in args.shapes for c in args.colours]
@@ -62,7 +75,8 @@ def main() -> None:
   shape_major = [s for s in args.shapes for _ in range(cols)]
   colour_cycle = [c for c in args.colours for _ in range(args.images)]
   scores = sample.score_labels(images, shape_major, colour_cycle * len(args.shapes))
-  print(f"{args.method} {args.steps} steps, CFG {args.guidance}: {len(images)} images in "
+  t_note = "" if args.t_max is None else f", t_max {args.t_max} (annealed over {args.t_anneal})"
+  print(f"{args.method} {args.steps} steps, CFG {args.guidance}{t_note}: {len(images)} images in "
         f"{time.time() - start:.0f} s -> {args.out}")
   print(scores)
 
