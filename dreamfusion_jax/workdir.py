@@ -19,6 +19,10 @@ from typing import Any, Optional, Sequence
 
 CONFIG_FILE = "config.json"
 
+# Frozen fields added after runs were saved, with the value that means what those runs did: a saved
+# config without one resumes as if it had this value.
+ADDED_FIELDS = {"nerf.random_background_prob": 0.0}
+
 # Fields that fix parameter shapes or what the run means. A prefix ("nerf") covers its whole section.
 # Everything else (num_steps, log.*, optim learning rates, ...) may change when a run is resumed.
 FROZEN_KEYS = (
@@ -207,8 +211,11 @@ def _flatten(tree: Any, prefix: str = "") -> dict:
 
 
 def config_differences(old: dict, new: dict, keys: Sequence[str] = FROZEN_KEYS) -> list:
-  """[(field, old, new)] for every field under `keys` whose value differs ("<absent>" if missing)."""
-  old_flat, new_flat = _flatten(old), _flatten(new)
+  """[(field, old, new)] for every field under `keys` whose value differs ("<absent>" if missing).
+
+  A field of ADDED_FIELDS missing from a config (one saved before it existed) reads as its old behaviour.
+  """
+  old_flat, new_flat = dict(ADDED_FIELDS, **_flatten(old)), dict(ADDED_FIELDS, **_flatten(new))
   missing = "<absent>"
   diffs = []
   for name in sorted(set(old_flat) | set(new_flat)):

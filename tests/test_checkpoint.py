@@ -266,6 +266,13 @@ def test_config_incompatible_fields_are_named(tmp_path):
   assert "num_steps" not in message and "new --workdir" in message
 
 
+def test_config_saved_before_a_field_was_added_resumes_with_its_old_behaviour(tmp_path):
+  workdir_lib.save_config(str(tmp_path), _config())  # no nerf.random_background_prob
+  workdir_lib.check_config_compatible(str(tmp_path), _config(nerf__random_background_prob=0.0))
+  with pytest.raises(workdir_lib.WorkdirError, match=r"random_background_prob: 0.0 \(saved\) -> 0.5"):
+    workdir_lib.check_config_compatible(str(tmp_path), _config(nerf__random_background_prob=0.5))
+
+
 def test_config_check_passes_for_fresh_workdir(tmp_path):
   workdir_lib.check_config_compatible(str(tmp_path / "fresh"), _config())
 

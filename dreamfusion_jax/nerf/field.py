@@ -109,6 +109,7 @@ class Background(nn.Module):
   def __call__(self, directions: jax.Array, key: Optional[jax.Array] = None) -> jax.Array:
     """[..., 3] unit directions -> [..., out_channels] colours; `key` draws the random colour."""
     shape = directions.shape[:-1] + (self.out_channels,)
+    random_flat = lambda k: jnp.broadcast_to(jax.random.uniform(k, (self.out_channels,)), shape)
     if self.kind == "mlp":
       x = encoding.fourier_encoding(directions, self.num_freqs)
       x = nn.swish(nn.Dense(self.width, name="hidden")(x))
@@ -117,12 +118,10 @@ class Background(nn.Module):
       if key is None or self.random_prob <= 0.0:
         return color
       pick_key, color_key = jax.random.split(key)
-      flat = jnp.broadcast_to(jax.random.uniform(color_key, (self.out_channels,)), shape)
-      return jnp.where(jax.random.bernoulli(pick_key, self.random_prob), flat, color)
-    solid = jnp.broadcast_to(jnp.asarray(self.color, jnp.float32), (self.out_channels,))
+      return jnp.where(jax.random.bernoulli(pick_key, self.random_prob), random_flat(color_key), color)
     if self.kind == "random" and key is not None:
-      solid = jax.random.uniform(key, (self.out_channels,))
-    return jnp.broadcast_to(solid, shape)
+      return random_flat(key)
+    return jnp.broadcast_to(jnp.asarray(self.color, jnp.float32), shape)
 
 
 class Scene(nn.Module):

@@ -44,7 +44,7 @@ def main() -> None:
   parser.add_argument("--t-max", type=float, default=None,
                       help="upper end of the t range (default: the method's in configs/base.py)")
   parser.add_argument("--t-anneal", type=int, default=0,
-                      help="steps over which t_max falls linearly from 0.98 to --t-max (0: from the start)")
+                      help="steps over which t_max falls linearly from the method's t_max_start (0.98) to --t-max")
   parser.add_argument("--images", type=int, default=2, help="images per prompt")
   parser.add_argument("--colours", nargs="+", default=["red", "blue"], help="grid columns")
   parser.add_argument("--shapes", nargs="+", default=list(captions.SHAPES), help="grid rows")
@@ -59,11 +59,11 @@ def main() -> None:
   if args.t_max is not None:
     if args.method == "sjc":
       parser.error("--t-max applies to sds and ism (sjc draws its noise levels from config.sjc ticks)")
-    if not 0.0 < args.t_max <= 1.0 or args.t_max < config[args.method].t_min or args.t_anneal < 0:
-      parser.error(f"--t-max must be in ({config[args.method].t_min}, 1] and --t-anneal >= 0, "
-                   f"got {args.t_max}, {args.t_anneal}")
     section = config[args.method]
-    section.t_max, section.t_max_start, section.t_anneal_steps = args.t_max, 0.98, args.t_anneal
+    if not section.t_min <= args.t_max <= 1.0 or args.t_anneal < 0:
+      parser.error(f"--t-max must be in [{section.t_min}, 1] and --t-anneal >= 0, "
+                   f"got {args.t_max}, {args.t_anneal}")
+    section.t_max, section.t_anneal_steps = args.t_max, args.t_anneal
   prior, params = stable_diffusion.load_prior(args.weights, "float32", local_files_only=True)
   start = time.time()
   prompts = [captions.caption(s, c, None if args.view == "none" else args.view)
