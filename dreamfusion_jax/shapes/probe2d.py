@@ -44,7 +44,7 @@ def main() -> None:
   parser.add_argument("--t-max", type=float, default=None,
                       help="upper end of the t range (default: the method's in configs/base.py)")
   parser.add_argument("--t-anneal", type=int, default=0,
-                      help="steps over which t_max falls linearly from the method's t_max_start (0.98) to --t-max")
+                      help="steps for t_max to fall from the method's t_max_start (0.98) to --t-max")
   parser.add_argument("--images", type=int, default=2, help="images per prompt")
   parser.add_argument("--colours", nargs="+", default=["red", "blue"], help="grid columns")
   parser.add_argument("--shapes", nargs="+", default=list(captions.SHAPES), help="grid rows")
