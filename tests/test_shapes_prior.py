@@ -142,3 +142,22 @@ def test_cooldown_schedule_joins_the_constant_rate_and_resumes_with_the_same_sta
   assert before == after
   with pytest.raises(ValueError, match="--cooldown-from"):
     train_prior.learning_rate(lr, warmup, 300, 300)
+
+
+def test_camera_choice_is_recorded_with_the_step_a_fine_tune_switched_at():
+  from configs import shapes as shapes_config  # pylint: disable=g-import-not-at-top
+  assert (tuple(train_prior.CAMERA_CONFIGS["shapes"]().camera.distance_range)
+          == tuple(shapes_config.get_config().camera.distance_range))
+  fresh = train_prior.record_cameras({"step": 0}, "shapes", 0)
+  assert fresh["cameras"] == "shapes" and "camera_phases" not in fresh
+  old = {"step": 11180}  # saved before the choice existed: trained on base.py's cameras
+  assert "camera_phases" not in train_prior.record_cameras(old, "base", 11180)
+  tuned = train_prior.record_cameras(old, "shapes", 11180)
+  assert tuned["camera_phases"] == [{"from_step": 11180, "cameras": "shapes"}] and "cameras" not in old
+  again = train_prior.record_cameras(tuned, "shapes", 12000)  # resuming the fine-tune adds nothing
+  assert again["camera_phases"] == tuned["camera_phases"]
+  assert train_prior.describe_cameras(fresh) == "cameras from configs/shapes.py"
+  assert train_prior.describe_cameras(again) == (
+      "cameras from configs/base.py, from step 11180 configs/shapes.py's")
+  with pytest.raises(ValueError, match="cameras must be one of"):
+    train_prior.record_cameras(old, "wide", 0)

@@ -3,6 +3,8 @@
   python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/shapes_prior_run --steps 6000 --batch 32
   python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/shapes_prior_run --steps 6000 --resume
   python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/shapes_prior_run --export-only
+  python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/shapes_prior_run --steps 8000 --resume \
+      --cameras shapes --cooldown-from 7000   # fine-tune on the shapes main job's cameras
 
 Every step renders a new batch (world.sample_batch, inside the jitted step), captions it, drops 10% of
 captions to "" for classifier-free guidance, and takes an AdamW step on the DDPM epsilon loss of the
@@ -26,6 +28,7 @@ import optax
 import tqdm
 
 from configs import base as base_config
+from configs import shapes as shapes_config
 from dreamfusion_jax.shapes import captions
 from dreamfusion_jax.shapes import prior_model
 from dreamfusion_jax.shapes import tokenizer as tokenizer_lib
@@ -34,6 +37,9 @@ from dreamfusion_jax.shapes import world
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 MIN_SNR_GAMMA = 5.0  # Min-SNR loss weighting (Hang et al. 2023): faster convergence, same optimum
 EMA_DECAY = 0.998  # an averaging window of ~500 steps, short enough for runs of a few thousand
+# Where the world's cameras come from: base.py's distribution (distance 1.0-1.5) or the one the shapes main
+# job's NeRF samples (configs/shapes.py: distance 1.2-1.5, so no shape is cropped by a near camera).
+CAMERA_CONFIGS = {"base": base_config.get_config, "shapes": shapes_config.get_config}
 
 
 @flax.struct.dataclass
@@ -160,7 +166,7 @@ def export(workdir: str, out_dir: str, dtype=jnp.float16) -> None:
       dtype=jnp.dtype(dtype).name, weights="EMA of the parameters, decay %g" % EMA_DECAY,
       loss_kind="epsilon MSE with Min-SNR-%g weighting, t ~ U{0..999}" % MIN_SNR_GAMMA,
       data=("fresh sphere-traced renders of dreamfusion_jax.shapes.world every step; shading modes "
-            "albedo/lambertian/textureless with p = %s; cameras from configs/base.py" % (world.MODE_PROBS,)),
+            "albedo/lambertian/textureless with p = %s; %s" % (world.MODE_PROBS, describe_cameras(meta))),
       captions=("'a {colour} {shape}' (+ ', {view} view' with p 0.6); textureless renders and 10% "
                 "of coloured ones without the colour; 10% empty prompts for classifier-free guidance"))
   prior_model.save_diffusers(out_dir, spec, raw["ema"], paths["tokenizer"], info, dtype)
@@ -179,11 +185,37 @@ def warm_start(workdir: str):
   return {"text": prior_model.scale_token_embeddings(params["text"]), "unet": params["unet"]}
 
 
+def record_cameras(meta: dict, cameras: str, step: int) -> dict:
+  """meta with `cameras` (a CAMERA_CONFIGS name) as the current camera distribution.
+
+  A run resumed on other cameras than it trained on so far (a fine-tune) appends {from_step, cameras}
+  to meta["camera_phases"], so the exported training.json says which steps saw which cameras. Runs
+  saved before the choice existed trained on base.py's.
+  """
+  if cameras not in CAMERA_CONFIGS:
+    raise ValueError(f"cameras must be one of {sorted(CAMERA_CONFIGS)}, got {cameras!r}")
+  meta = dict(meta)
+  if step > 0 and meta.get("cameras", "base") != cameras:
+    meta["camera_phases"] = list(meta.get("camera_phases", [])) + [{"from_step": step, "cameras": cameras}]
+  meta["cameras"] = cameras
+  return meta
+
+
+def describe_cameras(meta: dict) -> str:
+  """Which camera distribution the renders came from, phase by phase, for training.json."""
+  phases = meta.get("camera_phases", [])
+  first = "base" if phases else meta.get("cameras", "base")
+  text = f"cameras from configs/{first}.py"
+  for phase in phases:
+    text += f", from step {phase['from_step']} configs/{phase['cameras']}.py's"
+  return text
+
+
 def train(args) -> None:
   spec_overrides = dict(channels=tuple(args.channels), text_width=args.text_width,
                         text_layers=args.text_layers)
   spec, text, unet, token_table = setup(args.workdir, spec_overrides)
-  config = base_config.get_config()
+  config = CAMERA_CONFIGS[args.cameras]()
   optimizer = make_optimizer(args.lr, args.warmup, args.cooldown_from, args.steps)
   params = prior_model.init_params(jax.random.PRNGKey(args.seed), spec, text, unet)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -204,6 +236,7 @@ def train(args) -> None:
     print(f"resumed from step {int(state.step)}")
   meta.update(spec=spec_overrides, batch=args.batch, seed=args.seed, lr=args.lr, hardware=hardware(),
               target_steps=args.steps)
+  meta = record_cameras(meta, args.cameras, int(state.step))
   meta.pop("cooldown", None)  # a resumed run records this session's schedule, not an earlier one's
   if args.cooldown_from:
     meta["cooldown"] = {"from_step": args.cooldown_from, "to_step": args.steps, "kind": "cosine",
@@ -243,6 +276,8 @@ def main() -> None:
   parser.add_argument("--cooldown-from", type=int, default=0,
                       help="cosine-decay the learning rate from this step to 0.1x at --steps; 0: none")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--cameras", default="base", choices=sorted(CAMERA_CONFIGS),
+                      help="camera distribution of the renders: configs/base.py's or configs/shapes.py's")
   parser.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128], help="UNet widths")
   parser.add_argument("--text-width", type=int, default=256, help="CLIP width = cross-attention dim")
   parser.add_argument("--text-layers", type=int, default=2)
