@@ -186,27 +186,31 @@ def warm_start(workdir: str):
 
 
 def record_cameras(meta: dict, cameras: str, step: int) -> dict:
-  """meta with `cameras` (a CAMERA_CONFIGS name) as the current camera distribution.
+  """meta with `cameras` (a CAMERA_CONFIGS name) as the camera distribution from `step` on.
 
-  A run resumed on other cameras than it trained on so far (a fine-tune) appends {from_step, cameras}
-  to meta["camera_phases"], so the exported training.json says which steps saw which cameras. Runs
-  saved before the choice existed trained on base.py's.
+  meta["camera_phases"] lists {from_step, cameras} each time the distribution changes (a fresh run
+  starts one at step 0; a fine-tune resumed on other cameras appends one), so the exported
+  training.json says which steps saw which cameras. Runs saved before the choice existed have no
+  phases and trained on base.py's.
   """
   if cameras not in CAMERA_CONFIGS:
     raise ValueError(f"cameras must be one of {sorted(CAMERA_CONFIGS)}, got {cameras!r}")
-  meta = dict(meta)
-  if step > 0 and meta.get("cameras", "base") != cameras:
-    meta["camera_phases"] = list(meta.get("camera_phases", [])) + [{"from_step": step, "cameras": cameras}]
-  meta["cameras"] = cameras
-  return meta
+  phases = list(meta.get("camera_phases", []))
+  current = phases[-1]["cameras"] if phases else "base"
+  if step == 0:
+    phases = [{"from_step": 0, "cameras": cameras}]
+  elif cameras != current:
+    phases.append({"from_step": step, "cameras": cameras})
+  return dict(meta, camera_phases=phases, cameras=cameras)
 
 
 def describe_cameras(meta: dict) -> str:
   """Which camera distribution the renders came from, phase by phase, for training.json."""
-  phases = meta.get("camera_phases", [])
-  first = "base" if phases else meta.get("cameras", "base")
-  text = f"cameras from configs/{first}.py"
-  for phase in phases:
+  phases = list(meta.get("camera_phases", []))
+  if not phases or phases[0]["from_step"] > 0:  # steps before phases were recorded used base.py's
+    phases.insert(0, {"from_step": 0, "cameras": "base"})
+  text = f"cameras from configs/{phases[0]['cameras']}.py"
+  for phase in phases[1:]:
     text += f", from step {phase['from_step']} configs/{phase['cameras']}.py's"
   return text
 
