@@ -149,7 +149,7 @@ def test_camera_choice_is_recorded_with_the_step_a_fine_tune_switched_at():
   assert (tuple(train_prior.CAMERA_CONFIGS["shapes"]().camera.distance_range)
           == tuple(shapes_config.get_config().camera.distance_range))
   fresh = train_prior.record_cameras({"step": 0}, "shapes", 0)
-  assert fresh["cameras"] == "shapes" and fresh["camera_phases"] == [{"from_step": 0, "cameras": "shapes"}]
+  assert fresh["camera_phases"] == [{"from_step": 0, "cameras": "shapes"}]
   assert train_prior.describe_cameras(fresh) == "cameras from configs/shapes.py"
   back = train_prior.record_cameras(fresh, "base", 500)  # a fresh shapes run later switched to base
   assert train_prior.describe_cameras(back) == (
@@ -157,7 +157,7 @@ def test_camera_choice_is_recorded_with_the_step_a_fine_tune_switched_at():
   old = {"step": 11180}  # saved before the choice existed: trained on base.py's cameras
   assert train_prior.record_cameras(old, "base", 11180)["camera_phases"] == []
   tuned = train_prior.record_cameras(old, "shapes", 11180)
-  assert tuned["camera_phases"] == [{"from_step": 11180, "cameras": "shapes"}] and "cameras" not in old
+  assert tuned["camera_phases"] == [{"from_step": 11180, "cameras": "shapes"}] and "camera_phases" not in old
   again = train_prior.record_cameras(tuned, "shapes", 12000)  # resuming the fine-tune adds nothing
   assert again["camera_phases"] == tuned["camera_phases"]
   assert train_prior.describe_cameras(again) == (

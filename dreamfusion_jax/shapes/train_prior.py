@@ -190,8 +190,8 @@ def record_cameras(meta: dict, cameras: str, step: int) -> dict:
 
   meta["camera_phases"] lists {from_step, cameras} each time the distribution changes (a fresh run
   starts one at step 0; a fine-tune resumed on other cameras appends one), so the exported
-  training.json says which steps saw which cameras. Runs saved before the choice existed have no
-  phases and trained on base.py's.
+  training.json says which steps saw which cameras; the current distribution is the last phase's.
+  Runs saved before the choice existed have no phases and trained on base.py's.
   """
   if cameras not in CAMERA_CONFIGS:
     raise ValueError(f"cameras must be one of {sorted(CAMERA_CONFIGS)}, got {cameras!r}")
@@ -201,7 +201,7 @@ def record_cameras(meta: dict, cameras: str, step: int) -> dict:
     phases = [{"from_step": 0, "cameras": cameras}]
   elif cameras != current:
     phases.append({"from_step": step, "cameras": cameras})
-  return dict(meta, camera_phases=phases, cameras=cameras)
+  return dict(meta, camera_phases=phases)
 
 
 def describe_cameras(meta: dict) -> str:
