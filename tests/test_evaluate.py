@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from dreamfusion_jax.evaluate import __main__ as evaluate_cli
+from dreamfusion_jax.evaluate import geometry
 from dreamfusion_jax.evaluate import r_precision
 from dreamfusion_jax.export import images as images_lib
 from dreamfusion_jax.prior import testing as prior_testing
@@ -67,7 +68,8 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   out = evaluate_cli.run_benchmark(config, str(tmp_path / "eval"), ["sds"], ["0"], prompts[:1], 2, scorers)
   (row,) = out["rows"]
   assert row["steps"] == 2 and row["r_color"] == 1.0 and row["r_geo"] == 1.0
-  assert 0.0 <= row["iou"] <= 1.0
+  assert 0.0 <= row["iou"] <= row["iou_best_size"] <= 1.0, "the size search includes the true size"
+  assert row["empty"] or geometry.SCALES[0] <= row["size"] <= geometry.SCALES[-1]
   assert isinstance(row["empty"], bool) and (row["iou"] == 0.0 or not row["empty"])
   assert out["table"]["sds"]["empty"] == float(row["empty"])
   assert calls == [(2, 16, 16, 3), (2, 16, 16, 3)]  # albedo and textureless renders of 2 views

@@ -1,6 +1,7 @@
 """Geometry score: IoU closed forms and yaw invariance."""
 
 import numpy as np
+import pytest
 
 from dreamfusion_jax.evaluate import geometry
 from dreamfusion_jax.export import mesh as mesh_lib
@@ -36,3 +37,26 @@ def test_nerf_occupancy_of_a_dense_ball_matches_its_radius():
   occupied = geometry.nerf_occupancy(density_fn, 1.0, 41)
   ball = lambda x: np.linalg.norm(x, axis=-1) <= 0.5
   assert geometry.best_yaw_iou(occupied, ball, 1.0, num_angles=1)["iou"] > 0.95
+
+
+def test_a_ball_drawn_too_large_is_found_at_its_size():
+  bound, res = 1.0, 49
+  p = mesh_lib.grid_points(bound, res)
+  r = np.linalg.norm(p, axis=-1)
+  ball = lambda x: np.linalg.norm(x, axis=-1) <= 0.35
+  drawn = r <= 0.35 * 1.3  # the shape right, 30% too large
+  at_true_size = geometry.best_yaw_iou(drawn, ball, bound, num_angles=1)["iou"]
+  assert abs(at_true_size - 1.3**-3) < 0.05  # nested balls: the volume ratio
+  sized = geometry.best_yaw_scale_iou(drawn, ball, bound, num_angles=1)
+  assert sized["iou"] > 0.9
+  assert abs(np.log(sized["scale"] / 1.3)) <= np.log(2.0) / 16 + 1e-6  # nearest of the 2^(1/8) steps
+
+
+def test_the_size_search_does_not_rescue_a_wrong_shape():
+  bound, res = 1.0, 49
+  p = mesh_lib.grid_points(bound, res)
+  column = _box(np.array([0.2, 0.8, 0.2]))(p)  # a tall column against a cube of the same width
+  sized = geometry.best_yaw_scale_iou(column, _box(np.array([0.2, 0.2, 0.2])), bound, num_angles=4)
+  assert sized["iou"] < 0.5  # the best any scale of the cube can do is well under a match
+  with pytest.raises(ValueError, match="scales must be positive"):
+    geometry.best_yaw_scale_iou(column, _box(0.2), bound, scales=(0.0, 1.0))

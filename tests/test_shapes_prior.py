@@ -145,9 +145,15 @@ def test_cooldown_schedule_joins_the_constant_rate_and_resumes_with_the_same_sta
 
 
 def test_camera_choice_is_recorded_with_the_step_a_fine_tune_switched_at():
+  from configs import base as base_config  # pylint: disable=g-import-not-at-top
   from configs import shapes as shapes_config  # pylint: disable=g-import-not-at-top
-  assert (tuple(train_prior.CAMERA_CONFIGS["shapes"]().camera.distance_range)
-          == tuple(shapes_config.get_config().camera.distance_range))
+  world_cameras = train_prior.CAMERA_CONFIGS["shapes"]().camera
+  nerf_cameras = shapes_config.get_config().camera
+  assert tuple(world_cameras.distance_range) == tuple(nerf_cameras.distance_range)
+  # The world renders at the focal range the prior has always seen (base.py's); only the NeRF zooms in.
+  assert tuple(world_cameras.focal_range) == tuple(base_config.get_config().camera.focal_range)
+  zoomed = np.multiply(world_cameras.focal_range, shapes_config.NERF_ZOOM)
+  assert np.allclose(nerf_cameras.focal_range, zoomed)
   fresh = train_prior.record_cameras({"step": 0}, "shapes", 0)
   assert fresh["camera_phases"] == [{"from_step": 0, "cameras": "shapes"}]
   assert train_prior.describe_cameras(fresh) == "cameras from configs/shapes.py"

@@ -8,7 +8,9 @@ so an interrupted benchmark resumes), then is scored: R-precision "color" on alb
 on textureless renders from `--views` views at 30 degrees elevation (the judge of the embedded world,
 or a CLIP with --clip=DIR), and the IoU of its occupancy with the ground-truth shape, maximised over
 rotations about the vertical axis ("empty fields": runs where no ray of the field reaches opacity 1/2,
-scored IoU 0; their R-precision then judges the background alone). Prints one table and writes
+scored IoU 0; their R-precision then judges the background alone). Beside it, as a diagnostic, the IoU
+at the best size and that size ("size": the NeRF's object over the true one, a geometric mean over
+the non-empty runs), which tell a shape drawn too large from a wrong shape. Prints one table and writes
 WORKDIR/results.json and results.md, and WORKDIR/views.png: one row per run, its albedo views then its
 textureless views (the scored renders).
 """
@@ -94,15 +96,17 @@ def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_vie
   truth = [prompts.index(prompt)] * num_views
   shape, _ = captions.parse_prompt(prompt)
   density_fn, _ = export_run.field_fns(scene, params)
-  empty = False
+  bound = float(config.nerf.bound)
+  truth_fn = jax.jit(lambda p: sdf.occupancy(shape, p))
   try:
-    occupied = geometry.nerf_occupancy(density_fn, float(config.nerf.bound), IOU_RESOLUTION)
-    iou = geometry.best_yaw_iou(occupied, lambda p: sdf.occupancy(shape, p), float(config.nerf.bound))["iou"]
-  except mesh_lib.EmptyFieldError:  # nothing rendered opaque: no overlap with the shape
-    iou, empty = 0.0, True
+    occupied = geometry.nerf_occupancy(density_fn, bound, IOU_RESOLUTION)
+    iou = geometry.best_yaw_iou(occupied, truth_fn, bound)["iou"]
+    sized = geometry.best_yaw_scale_iou(occupied, truth_fn, bound)
+    geo = {"iou": iou, "iou_best_size": sized["iou"], "size": sized["scale"], "empty": False}
+  except mesh_lib.EmptyFieldError:  # nothing rendered opaque: no overlap with the shape, and no size
+    geo = {"iou": 0.0, "iou_best_size": 0.0, "size": None, "empty": True}
   scores = {"r_color": r_precision.r_precision(scorers["color"], albedo, truth, prompts),
-            "r_geo": r_precision.r_precision(scorers["geo"], textureless, truth, prompts),
-            "iou": iou, "empty": empty}
+            "r_geo": r_precision.r_precision(scorers["geo"], textureless, truth, prompts), **geo}
   return scores, np.concatenate([np.asarray(albedo), np.asarray(textureless)])
 
 
@@ -134,17 +138,21 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers) 
   for method in methods:
     mine = [r for r in rows if r["method"] == method]
     table[method] = {k: float(np.mean([r[k] for r in mine]))
-                     for k in ("r_color", "r_geo", "iou", "empty", "steps", "wall_time_s")}
+                     for k in ("r_color", "r_geo", "iou", "iou_best_size", "empty", "steps", "wall_time_s")}
+    sizes = [r["size"] for r in mine if not r["empty"]]  # an empty field has no size
+    table[method]["size"] = float(np.exp(np.mean(np.log(sizes)))) if sizes else None
     table[method]["runs"] = len(mine)
   return {"rows": rows, "table": table}
 
 
 def markdown_table(table: dict) -> str:
-  lines = ["| method | R-precision color | R-precision geo | IoU | empty fields | steps | wall time / run (s) "
-           "| runs |", "|---|---|---|---|---|---|---|---|"]
+  lines = ["| method | R-precision color | R-precision geo | IoU | IoU at best size | size | empty fields "
+           "| steps | wall time / run (s) | runs |", "|---|---|---|---|---|---|---|---|---|---|"]
   for method, m in table.items():
-    lines.append(f"| {method} | {m['r_color']:.2f} | {m['r_geo']:.2f} | {m['iou']:.2f} | {m['empty']:.0%} | "
-                 f"{m['steps']:.0f} | {m['wall_time_s']:.0f} | {m['runs']} |")
+    size = "-" if m["size"] is None else f"{m['size']:.2f}"
+    lines.append(f"| {method} | {m['r_color']:.2f} | {m['r_geo']:.2f} | {m['iou']:.2f} | "
+                 f"{m['iou_best_size']:.2f} | {size} | {m['empty']:.0%} | {m['steps']:.0f} | "
+                 f"{m['wall_time_s']:.0f} | {m['runs']} |")
   return "\n".join(lines)
 
 

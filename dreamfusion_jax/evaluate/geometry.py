@@ -4,6 +4,11 @@ A text prompt fixes a shape, not its orientation about the vertical (+y) axis, a
 from "a cube" may come out turned by any yaw; so the score is the best IoU over a set of yaw angles.
 The NeRF's occupancy is its density above the level whose iso-surface has the rendered silhouettes
 (`export.mesh.auto_level`), the same surface the exported mesh shows.
+
+Nor does a prompt fix the object's size, but the world does: its shapes have one size, which the prior
+learned through the world's cameras, so the benchmark's IoU is at the true size.
+`best_yaw_scale_iou` also searches a scale, which splits a low IoU into "wrong size" (the best scale)
+and "wrong shape" (the IoU at that scale): a diagnostic beside the score, not the score.
 """
 
 from typing import Callable
@@ -34,6 +39,11 @@ def nerf_occupancy(density_fn: Callable, bound: float, resolution: int, level=No
   return density > level
 
 
+# Sizes tried by best_yaw_scale_iou: 1/2 to 2 in steps of 2^(1/8) (~9%), so the found size is within
+# ~5% of the best one.
+SCALES = tuple(float(s) for s in 2.0 ** (np.arange(-8, 9) / 8.0))
+
+
 def best_yaw_iou(occupied: np.ndarray, truth_fn: Callable, bound: float, num_angles: int = 24) -> dict:
   """Best IoU of `occupied` (a grid on mesh.grid_points) against truth_fn(points) over yaw angles.
 
@@ -48,3 +58,21 @@ def best_yaw_iou(occupied: np.ndarray, truth_fn: Callable, bound: float, num_ang
     if score > best:
       best, best_angle = score, angle
   return {"iou": best, "yaw_degrees": float(np.rad2deg(best_angle))}
+
+
+def best_yaw_scale_iou(occupied: np.ndarray, truth_fn: Callable, bound: float, num_angles: int = 24,
+                       scales=SCALES) -> dict:
+  """Best IoU of `occupied` against the truth scaled by s about the origin, over `scales` and yaws.
+
+  Returns {"iou": best, "scale": its s (> 1: the occupied shape is larger than the truth),
+  "yaw_degrees": its yaw}. Scales whose truth would reach outside the grid are tried all the same: the
+  truth is clipped to the grid like the occupancy is.
+  """
+  if not scales or min(scales) <= 0.0:
+    raise ValueError(f"scales must be positive, got {scales}")
+  best = {"iou": -1.0, "scale": 1.0, "yaw_degrees": 0.0}
+  for s in scales:
+    result = best_yaw_iou(occupied, lambda p, s=s: truth_fn(p / s), bound, num_angles)
+    if result["iou"] > best["iou"]:
+      best = dict(result, scale=float(s))
+  return best

@@ -37,9 +37,22 @@ from dreamfusion_jax.shapes import world
 WEIGHTS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "weights")
 MIN_SNR_GAMMA = 5.0  # Min-SNR loss weighting (Hang et al. 2023): faster convergence, same optimum
 EMA_DECAY = 0.998  # an averaging window of ~500 steps, short enough for runs of a few thousand
-# Where the world's cameras come from: base.py's distribution (distance 1.0-1.5) or the one the shapes main
-# job's NeRF samples (configs/shapes.py: distance 1.2-1.5, so no shape is cropped by a near camera).
-CAMERA_CONFIGS = {"base": base_config.get_config, "shapes": shapes_config.get_config}
+
+
+def shapes_world_config():
+  """configs/shapes.py's cameras as the world renders them: its distances, the world's own focal range.
+
+  The shapes main job's NeRF views zoom in by shapes_config.NERF_ZOOM on top of the world's focal range
+  (see configs/shapes.py); the world, and so the prior, sees the objects at the true focal.
+  """
+  config = shapes_config.get_config()
+  config.camera.focal_range = shapes_config.WORLD_FOCAL_RANGE
+  return config
+
+
+# Where the world's cameras come from: base.py's distribution (distance 1.0-1.5) or the shapes main job's
+# (configs/shapes.py: distance 1.2-1.5, so no shape is cropped by a near camera).
+CAMERA_CONFIGS = {"base": base_config.get_config, "shapes": shapes_world_config}
 
 
 @flax.struct.dataclass
