@@ -62,8 +62,9 @@ def get_config(arg=None):
     # size (IoU 0.49; 0.69 at the best size), ISM 1.54x, and the 2D probe's objects cover 2-4x the
     # pixels of a world render. Through a longer focal the object fills the frame as the prior draws it
     # while staying true-size in 3D: "a red sphere" IoU 0.49 -> 0.63 (size 1.00), ISM 0.23 -> 0.73; ISM
-    # on three prompts 0.29 -> 0.51 (SDS 0.25 -> 0.24: its white cylinder emptied). Viewing from 1.3x
-    # farther instead made the sphere larger (1.54x). README "What limits it" has the rest.
+    # on three prompts 0.29 -> 0.51 (seed 0; 0.41 over seeds 0-1), SDS 0.25 -> 0.24 (its white cylinder
+    # emptied). Viewing from 1.3x farther instead made the sphere larger (1.54x). README "What limits
+    # it" has the rest.
     c.camera.focal_range = tuple(NERF_ZOOM * f for f in WORLD_FOCAL_RANGE)
     # The regularizers are means over rays while SDS sums over a view's 32x32x3 elements, so a weight
     # here acts per ray as weight / 1024. base.py's 1e-3 is then ~1e-6 per ray against SDS's ~0.3 per
