@@ -22,9 +22,7 @@ SHAPES_PRIOR = os.path.normpath(os.path.join(
     os.path.dirname(os.path.abspath(__file__)), "..", "dreamfusion_jax", "shapes", "weights"))
 
 
-# The focal range (focal / resolution) of the world's cameras, which the prior was trained on, and how
-# much the shapes main job's NeRF zooms in on it (see get_config).
-WORLD_FOCAL_RANGE = (0.7, 1.35)
+# How much the shapes main job's NeRF zooms in on the world's focal range (see get_config).
 NERF_ZOOM = 1.3
 
 
@@ -65,7 +63,7 @@ def get_config(arg=None):
     # on three prompts 0.29 -> 0.51 (seed 0; 0.41 over seeds 0-1), SDS 0.25 -> 0.24 (its white cylinder
     # emptied). Viewing from 1.3x farther instead made the sphere larger (1.54x). README "What limits
     # it" has the rest.
-    c.camera.focal_range = tuple(NERF_ZOOM * f for f in WORLD_FOCAL_RANGE)
+    c.camera.focal_range = tuple(NERF_ZOOM * f for f in c.camera.focal_range)
     # The regularizers are means over rays while SDS sums over a view's 32x32x3 elements, so a weight
     # here acts per ray as weight / 1024. base.py's 1e-3 is then ~1e-6 per ray against SDS's ~0.3 per
     # element: no regularization. At CFG 50, 20 (~0.02 per ray) took "a red cube" IoU 0.24 -> 0.27 but

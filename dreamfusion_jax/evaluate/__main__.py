@@ -100,9 +100,9 @@ def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_vie
   truth_fn = jax.jit(lambda p: sdf.occupancy(shape, p))
   try:
     occupied = geometry.nerf_occupancy(density_fn, bound, IOU_RESOLUTION)
-    iou = geometry.best_yaw_iou(occupied, truth_fn, bound)["iou"]
     sized = geometry.best_yaw_scale_iou(occupied, truth_fn, bound)
-    geo = {"iou": iou, "iou_best_size": sized["iou"], "size": sized["scale"], "empty": False}
+    geo = {"iou": sized["true_size_iou"], "iou_best_size": sized["iou"], "size": sized["scale"],
+           "empty": False}
   except mesh_lib.EmptyFieldError:  # nothing rendered opaque: no overlap with the shape, and no size
     geo = {"iou": 0.0, "iou_best_size": 0.0, "size": None, "empty": True}
   scores = {"r_color": r_precision.r_precision(scorers["color"], albedo, truth, prompts),

@@ -65,14 +65,17 @@ def best_yaw_scale_iou(occupied: np.ndarray, truth_fn: Callable, bound: float, n
   """Best IoU of `occupied` against the truth scaled by s about the origin, over `scales` and yaws.
 
   Returns {"iou": best, "scale": its s (> 1: the occupied shape is larger than the truth),
-  "yaw_degrees": its yaw}. Scales whose truth would reach outside the grid are tried all the same: the
-  truth is clipped to the grid like the occupancy is.
+  "yaw_degrees": its yaw, "true_size_iou": best_yaw_iou's score at s = 1, which is always tried}.
+  Scales whose truth would reach outside the grid are tried all the same: the truth is clipped to the
+  grid like the occupancy is.
   """
   if not scales or min(scales) <= 0.0:
     raise ValueError(f"scales must be positive, got {scales}")
-  best = {"iou": -1.0, "scale": 1.0, "yaw_degrees": 0.0}
-  for s in scales:
+  best, true_size = {"iou": -1.0, "scale": 1.0, "yaw_degrees": 0.0}, None
+  for s in sorted(set(scales) | {1.0}):
     result = best_yaw_iou(occupied, lambda p, s=s: truth_fn(p / s), bound, num_angles)
+    if s == 1.0:
+      true_size = result["iou"]
     if result["iou"] > best["iou"]:
       best = dict(result, scale=float(s))
-  return best
+  return dict(best, true_size_iou=true_size)

@@ -40,13 +40,13 @@ EMA_DECAY = 0.998  # an averaging window of ~500 steps, short enough for runs of
 
 
 def shapes_world_config():
-  """configs/shapes.py's cameras as the world renders them: its distances, the world's own focal range.
+  """configs/shapes.py's cameras as the world renders them: its distances, base.py's focal range.
 
-  The shapes main job's NeRF views zoom in by shapes_config.NERF_ZOOM on top of the world's focal range
-  (see configs/shapes.py); the world, and so the prior, sees the objects at the true focal.
+  The shapes main job's NeRF views zoom in by shapes_config.NERF_ZOOM on base.py's focal range (see
+  configs/shapes.py); the world, and so the prior, keeps base.py's.
   """
   config = shapes_config.get_config()
-  config.camera.focal_range = shapes_config.WORLD_FOCAL_RANGE
+  config.camera.focal_range = base_config.get_config().camera.focal_range
   return config
 
 
