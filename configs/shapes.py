@@ -80,7 +80,6 @@ def get_config(arg=None):
     c.nerf.num_freqs = 6
     c.nerf.width = 64
     c.nerf.num_blocks = 2
-    c.nerf.background_width = 32
     c.render.resolution = 32  # the prior's own resolution: no resize
     c.render.num_samples = 24
     c.render.num_importance = 8
