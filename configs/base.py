@@ -87,6 +87,7 @@ def get_config(arg=None):
   n.background_width = 64  # hidden width of the environment-map MLP
   n.random_background_prob = 0.0  # background=mlp: probability that a training view's background
   #                                  is a random flat colour instead of the environment map
+  n.background_saturation = 1.0  # random flat colours: 1 = uniform RGB, below 1 pulled towards a grey
 
   # Volume rendering.
   c.render = r = ml_collections.ConfigDict()
@@ -124,6 +125,8 @@ def get_config(arg=None):
   rg.orientation_anneal_steps = 5000  # ... over this many steps
   rg.opacity = 1e-3  # weight of sqrt((sum_i w_i)^2 + 0.01) (paper: 1e-3 ... 5e-3)
   rg.entropy = 0.0  # weight of the binary entropy of the ray opacity (0 disables)
+  rg.coverage = 0.0  # weight of max(0, covered fraction of a view - coverage_max) (0 disables) ...
+  rg.coverage_max = 0.6  # ... the fraction of a view's pixels (mean opacity) an object may cover freely
 
   # Optimizer. The paper used Distributed Shampoo (lr 1e-4); Adam at 1e-3 is what converges for an MLP
   # NeRF in the PyTorch ports and here, with the same warm-up + cosine shape.

@@ -29,13 +29,14 @@ NON_NEGATIVE = (
     "render.num_importance", "sds.t_anneal_steps", "ism.t_anneal_steps", "ism.delta_t",
     "ism.delta_t_start", "ism.delta_s", "sjc.tick_min", "sjc.tick_trim", "shading.ambient_only_steps",
     "shading.ambient", "shading.diffuse", "reg.orientation", "reg.orientation_start",
-    "reg.orientation_anneal_steps", "reg.opacity", "reg.entropy", "sjc.emptiness_weight",
+    "reg.orientation_anneal_steps", "reg.opacity", "reg.entropy", "reg.coverage", "sjc.emptiness_weight",
     "sjc.center_depth_weight", "optim.warmup_steps", "optim.grad_clip", "nerf.blob_density",
     "sds.guidance_scale", "sjc.guidance_scale", "ism.guidance_scale")
 POSITIVE = ("nerf.bound", "nerf.blob_radius", "optim.lr", "optim.eps")
 PROBABILITIES = ("shading.shaded_prob", "shading.textureless_prob", "sds.t_min", "sds.t_max",
                  "sds.t_max_start", "ism.t_min", "ism.t_max", "ism.t_max_start",
-                 "nerf.random_background_prob")
+                 "nerf.random_background_prob", "nerf.background_saturation",
+                 "reg.coverage_max")
 RANGES = ("camera.elevation_range", "camera.azimuth_range", "camera.distance_range",
           "camera.focal_range", "camera.light_distance_range")
 ORDERED = (("sds.t_min", "sds.t_max"), ("sds.t_min", "sds.t_max_start"),

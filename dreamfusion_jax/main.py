@@ -13,6 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from dreamfusion_jax import distributed
+from dreamfusion_jax import summaries
 from dreamfusion_jax import train
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -29,6 +30,7 @@ flags.mark_flags_as_required(["config", "workdir"])
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  summaries.quiet_library_logs()
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 

@@ -79,6 +79,8 @@ def _loss(params, batch, *, config, scene, prior, prior_params, text, keys, step
       "orientation": regularizers.orientation_weight(step, config) * regularizers.orientation_loss(out),
       "opacity": config.reg.opacity * regularizers.opacity_loss(out),
   }
+  if config.reg.coverage > 0:
+    terms["coverage"] = config.reg.coverage * regularizers.coverage_loss(out, config.reg.coverage_max)
   if config.reg.entropy > 0:
     terms["entropy"] = config.reg.entropy * regularizers.entropy_loss(out)
   if config.distill == "sjc":

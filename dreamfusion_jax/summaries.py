@@ -5,6 +5,8 @@ Only process 0 writes; on the other processes every method is a no-op, so the lo
 
 import time
 
+from absl import flags
+from absl import logging
 import jax
 import numpy as np
 import tqdm
@@ -17,6 +19,16 @@ from dreamfusion_jax.nerf import shading
 
 # Rows of the logged image grid: (name, render mode or None for derived images).
 GRID_ROWS = ("albedo", "shaded", "textureless", "normals", "depth")
+
+
+def quiet_library_logs() -> None:
+  """Shows absl WARNING and above only, unless the command line set --verbosity (or -v).
+
+  Orbax logs some 40 INFO lines per checkpoint saved or restored through absl, which bury the progress
+  bar and the results; the project itself logs nothing through absl. Call from an app's main().
+  """
+  if not flags.FLAGS["verbosity"].present:
+    logging.set_verbosity(logging.WARNING)
 
 
 class Reporter:

@@ -50,6 +50,8 @@ def test_configs_are_locked():
     ({"sds__t_min": 0.9, "sds__t_max": 0.5}, "config.sds.t_min = 0.9 is above config.sds.t_max = 0.5"),
     ({"shading__shaded_prob": 1.5}, "config.shading.shaded_prob = 1.5: must be in [0, 1]"),
     ({"reg__opacity": -1.0}, "config.reg.opacity = -1.0: must be >= 0"),
+    ({"reg__coverage_max": 1.2}, "config.reg.coverage_max = 1.2: must be in [0, 1]"),
+    ({"nerf__background_saturation": -0.5}, "config.nerf.background_saturation = -0.5: must be in [0, 1]"),
     ({"export__formats": ("mp4", "usdz")}, "config.export.formats has ['usdz']"),
     ({"prior__textureless_drop_words": ("red", " ")}, "config.prior.textureless_drop_words = ('red', ' ')"),
     ({"prior__textureless_drop_words": ("a", "red", "cube")}, "removes every word of the prompt 'a red cube'"),

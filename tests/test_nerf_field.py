@@ -124,6 +124,25 @@ def test_environment_map_with_random_backgrounds():
   assert np.all(a == a[0]) and np.all((a >= 0) & (a <= 1))
 
 
+def test_random_background_saturation_bounds_the_colour_spread():
+  # saturation s draws s * uniform RGB + (1 - s) * one grey for all channels, so a colour's channels
+  # differ by at most s; at s = 1 a draw is plain uniform RGB, as before the setting existed.
+  directions = jnp.array([[0.0, 0.0, -1.0]], jnp.float32)
+  spread, brightness = {}, {}
+  for s in (1.0, 0.5, 0.0):
+    scene = field.make_scene(_tiny_config(background="random", background_saturation=s))
+    params = field.init_params(scene, jax.random.PRNGKey(0))
+    colours = np.stack([np.asarray(scene.apply(params, directions, jax.random.PRNGKey(i),
+                                               method=field.Scene.background))[0] for i in range(100)])
+    assert np.all((colours >= 0) & (colours <= 1))
+    spread[s], brightness[s] = colours.max(-1) - colours.min(-1), colours.mean(-1)
+    if s == 1.0:
+      np.testing.assert_array_equal(colours[7], np.asarray(jax.random.uniform(jax.random.PRNGKey(7), (3,))))
+  assert spread[0.0].max() < 1e-6  # greys only
+  assert spread[0.5].max() <= 0.5 + 1e-6 < spread[1.0].max()
+  assert brightness[0.0].min() < 0.1 and brightness[0.0].max() > 0.9  # greys from near black to near white
+
+
 @pytest.mark.parametrize("name,value", [("encoding", "hash"), ("density_activation", "relu"),
                                         ("background", "sky")])
 def test_bad_config_raises(name, value):

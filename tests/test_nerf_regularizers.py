@@ -28,6 +28,19 @@ def test_opacity_loss():
   np.testing.assert_allclose(regularizers.opacity_loss(_output(o)), np.mean(np.sqrt(o**2 + 0.01)), rtol=1e-6)
 
 
+def test_coverage_loss_caps_each_views_covered_fraction():
+  # View 0 covers a quarter of its 4x4 pixels (under the cap: free), view 1 all of them (0.4 over).
+  opacity = np.zeros((2, 4, 4))
+  opacity[0, :2, :2] = 1.0
+  opacity[1] = 1.0
+  loss = lambda o: regularizers.coverage_loss(_output(o), 0.6)
+  np.testing.assert_allclose(loss(opacity), (0.0 + 0.4) / 2, rtol=1e-6)
+  # Its gradient: zero on the view under the cap, 1 / (pixels * views) on every pixel of the other.
+  grad = np.asarray(jax.grad(lambda o: loss(o))(jnp.asarray(opacity, jnp.float32)))
+  assert np.all(grad[0] == 0.0)
+  np.testing.assert_allclose(grad[1], 1.0 / (16 * 2), rtol=1e-6)
+
+
 def test_orientation_loss_is_the_mean_per_ray_term():
   per_ray = np.array([[0.1, 0.3], [0.0, 0.2]])
   np.testing.assert_allclose(regularizers.orientation_loss(_output(np.ones((2, 2)), orientation=per_ray)),

@@ -148,6 +148,8 @@ def test_main_command_writes_every_output(tmp_path):
     assert any(name.endswith(ext) for name in os.listdir(workdir / "export" / "step_3")), ext
   assert os.listdir(workdir / "tensorboard")
   assert json.load(open(workdir / "config.json"))["prompt"] == "a red cube"
+  # Orbax's ~40 INFO lines per checkpoint stay out of the console (the progress bar stays readable).
+  assert "checkpoint_manager.py" not in result.stderr and "3/3 [" in result.stderr
   # Any checkpoint exports on demand, into its own folder (the finished run's outputs stay untouched).
   from dreamfusion_jax.export import run as export_run  # pylint: disable=g-import-not-at-top
   written = export_run.export_checkpoint(str(workdir), step=2, formats=["obj"])

@@ -28,6 +28,7 @@ from ml_collections import config_flags
 
 from dreamfusion_jax import checkpoint
 from dreamfusion_jax import distill
+from dreamfusion_jax import summaries
 from dreamfusion_jax import train
 from dreamfusion_jax.evaluate import geometry
 from dreamfusion_jax.evaluate import r_precision
@@ -159,6 +160,7 @@ def markdown_table(table: dict) -> str:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  summaries.quiet_library_logs()
   prompts = _PROMPTS.value or default_prompts()
   unknown = [m for m in _METHODS.value if m not in distill.LOSSES]
   if unknown:

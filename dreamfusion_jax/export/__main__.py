@@ -11,6 +11,7 @@ import json
 from absl import app
 from absl import flags
 
+from dreamfusion_jax import summaries
 from dreamfusion_jax.export import run as export_run
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "Run folder (holds config.json and checkpoints/).")
@@ -22,6 +23,7 @@ flags.mark_flag_as_required("workdir")
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+  summaries.quiet_library_logs()
   written = export_run.export_checkpoint(_WORKDIR.value, _STEP.value, _FORMATS.value)
   print(json.dumps(written, indent=2, default=str))
 

@@ -104,12 +104,15 @@ class Background(nn.Module):
   # random flat colour instead of the environment map, so colour the object needs cannot live in the
   # map alone (the random-background augmentation of the PyTorch ports).
   random_prob: float = 0.0
+  # How saturated a random flat colour may be: 1 draws uniform RGB; below 1 the draw is pulled towards a
+  # random grey by 1 - saturation (the shapes world draws its backgrounds with 0.5).
+  saturation: float = 1.0
 
   @nn.compact
   def __call__(self, directions: jax.Array, key: Optional[jax.Array] = None) -> jax.Array:
     """[..., 3] unit directions -> [..., out_channels] colours; `key` draws the random colour."""
     shape = directions.shape[:-1] + (self.out_channels,)
-    random_flat = lambda k: jnp.broadcast_to(jax.random.uniform(k, (self.out_channels,)), shape)
+    random_flat = lambda k: jnp.broadcast_to(self._random_colour(k), shape)
     if self.kind == "mlp":
       x = encoding.fourier_encoding(directions, self.num_freqs)
       x = nn.swish(nn.Dense(self.width, name="hidden")(x))
@@ -122,6 +125,14 @@ class Background(nn.Module):
     if self.kind == "random" and key is not None:
       return random_flat(key)
     return jnp.broadcast_to(jnp.asarray(self.color, jnp.float32), shape)
+
+
+  def _random_colour(self, key: jax.Array) -> jax.Array:
+    if self.saturation >= 1.0:
+      return jax.random.uniform(key, (self.out_channels,))
+    colour_key, grey_key = jax.random.split(key)
+    colour = jax.random.uniform(colour_key, (self.out_channels,))
+    return self.saturation * colour + (1.0 - self.saturation) * jax.random.uniform(grey_key, ())
 
 
 class Scene(nn.Module):
@@ -168,7 +179,8 @@ def make_scene(config: Any, out_channels: int = 3) -> Scene:
       blob_density=float(n.blob_density), blob_radius=float(n.blob_radius),
       out_channels=out_channels, albedo_activation=activation)
   env = Background(kind=n.background, color=color, width=int(n.background_width), out_channels=out_channels,
-                   activation=activation, random_prob=float(n.get("random_background_prob", 0.0)))
+                   activation=activation, random_prob=float(n.get("random_background_prob", 0.0)),
+                   saturation=float(n.get("background_saturation", 1.0)))
   return Scene(field=field, env=env)
 
 

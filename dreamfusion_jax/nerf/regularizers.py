@@ -22,6 +22,17 @@ def opacity_loss(out: RenderOutput) -> jax.Array:
   return jnp.mean(jnp.sqrt(out.opacity**2 + 0.01))
 
 
+def coverage_loss(out: RenderOutput, max_coverage: float) -> jax.Array:
+  """Mean over views of max(0, c - max_coverage), c the view's covered fraction (its mean opacity).
+
+  A cap, not a push: views whose object covers at most `max_coverage` of the frame feel nothing, while a
+  fog that fills the frame pays linearly for every pixel it covers beyond the cap. `out` holds a
+  leading views axis ([V, H, W] opacities).
+  """
+  covered = jnp.mean(out.opacity.reshape(out.opacity.shape[0], -1), axis=-1)
+  return jnp.mean(jax.nn.relu(covered - max_coverage))
+
+
 def entropy_loss(out: RenderOutput, kind: str = "binary", eps: float = 1e-5) -> jax.Array:
   """Mean entropy that favours crisp geometry.
 
