@@ -126,8 +126,8 @@ class Background(nn.Module):
       return random_flat(key)
     return jnp.broadcast_to(jnp.asarray(self.color, jnp.float32), shape)
 
-
   def _random_colour(self, key: jax.Array) -> jax.Array:
+    """One random flat colour, [out_channels], drawn with this background's saturation."""
     if self.saturation >= 1.0:
       return jax.random.uniform(key, (self.out_channels,))
     colour_key, grey_key = jax.random.split(key)
