@@ -190,15 +190,26 @@ def save_config(workdir: str, config: Any) -> str:
 
 
 def load_config(workdir: str) -> Optional[dict]:
-  """The saved config.json of `workdir` as a dict, or None when there is none."""
+  """The saved config.json of `workdir` as a dict, or None when there is none.
+
+  A field of ADDED_FIELDS that the file lacks (saved before the field existed) is filled in with the
+  value that means what that run did, so code reading the config needs no defaults of its own.
+  """
   path = os.path.join(str(workdir), CONFIG_FILE)
   if not os.path.exists(path):
     return None
   with open(path) as f:
     try:
-      return json.load(f)
+      config = json.load(f)
     except ValueError as e:
       raise WorkdirError(f"{path!r} is not valid JSON ({e}); restore it or pass a new --workdir") from e
+  for dotted, value in ADDED_FIELDS.items():
+    *parents, name = dotted.split(".")
+    section = config
+    for part in parents:
+      section = section.setdefault(part, {})
+    section.setdefault(name, value)
+  return config
 
 
 def _flatten(tree: Any, prefix: str = "") -> dict:

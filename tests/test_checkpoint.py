@@ -268,6 +268,7 @@ def test_config_incompatible_fields_are_named(tmp_path):
 
 def test_config_saved_before_a_field_was_added_resumes_with_its_old_behaviour(tmp_path):
   workdir_lib.save_config(str(tmp_path), _config())  # no nerf.random_background_prob
+  assert workdir_lib.load_config(str(tmp_path))["nerf"]["random_background_prob"] == 0.0  # read back filled in
   workdir_lib.check_config_compatible(str(tmp_path), _config(nerf__random_background_prob=0.0))
   with pytest.raises(workdir_lib.WorkdirError, match=r"random_background_prob: 0.0 \(saved\) -> 0.5"):
     workdir_lib.check_config_compatible(str(tmp_path), _config(nerf__random_background_prob=0.5))

@@ -36,7 +36,7 @@ def test_coverage_loss_caps_each_views_covered_fraction():
   loss = lambda o: regularizers.coverage_loss(_output(o), 0.6)
   np.testing.assert_allclose(loss(opacity), (0.0 + 0.4) / 2, rtol=1e-6)
   # Its gradient: zero on the view under the cap, 1 / (pixels * views) on every pixel of the other.
-  grad = np.asarray(jax.grad(lambda o: loss(o))(jnp.asarray(opacity, jnp.float32)))
+  grad = np.asarray(jax.grad(loss)(jnp.asarray(opacity, jnp.float32)))
   assert np.all(grad[0] == 0.0)
   np.testing.assert_allclose(grad[1], 1.0 / (16 * 2), rtol=1e-6)
 

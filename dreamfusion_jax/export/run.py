@@ -6,7 +6,6 @@ recorded as a notice (and a text file next to where the mesh would be), never an
 """
 
 import functools
-import json
 import os
 from typing import Any, Sequence
 
@@ -17,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from dreamfusion_jax import checkpoint
+from dreamfusion_jax import workdir as workdir_lib
 from dreamfusion_jax.export import mesh as mesh_lib
 from dreamfusion_jax.export import video
 from dreamfusion_jax.nerf import field
@@ -119,12 +119,11 @@ def out_channels(params) -> int:
 
 def export_checkpoint(workdir: str, step=None, formats=None) -> dict:
   """Restores a checkpoint of `workdir` and writes its exports; returns the written paths."""
-  config_path = os.path.join(workdir, "config.json")
-  if not os.path.exists(config_path):
-    raise FileNotFoundError(f"{config_path} not found: --workdir must be a folder written by "
-                            "python -m dreamfusion_jax.main.")
-  with open(config_path) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+  saved = workdir_lib.load_config(workdir)
+  if saved is None:
+    raise FileNotFoundError(f"{os.path.join(workdir, workdir_lib.CONFIG_FILE)} not found: --workdir must be "
+                            "a folder written by python -m dreamfusion_jax.main.")
+  config = ml_collections.ConfigDict(saved)
   params, step = checkpoint.restore_params(workdir, step)
   scene = field.make_scene(config, out_channels=out_channels(params))
   out_dir = os.path.join(workdir, "export", f"step_{step}")

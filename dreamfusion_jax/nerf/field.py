@@ -179,8 +179,8 @@ def make_scene(config: Any, out_channels: int = 3) -> Scene:
       blob_density=float(n.blob_density), blob_radius=float(n.blob_radius),
       out_channels=out_channels, albedo_activation=activation)
   env = Background(kind=n.background, color=color, width=int(n.background_width), out_channels=out_channels,
-                   activation=activation, random_prob=float(n.get("random_background_prob", 0.0)),
-                   saturation=float(n.get("background_saturation", 1.0)))
+                   activation=activation, random_prob=float(n.random_background_prob),
+                   saturation=float(n.background_saturation))
   return Scene(field=field, env=env)
 
 
