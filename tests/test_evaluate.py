@@ -72,7 +72,9 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   assert row["empty"] or geometry.SCALES[0] <= row["size"] <= geometry.SCALES[-1]
   assert isinstance(row["empty"], bool) and (row["iou"] == 0.0 or not row["empty"])
   assert out["table"]["sds"]["empty"] == float(row["empty"])
-  assert calls == [(2, 16, 16, 3), (2, 16, 16, 3)]  # albedo and textureless renders of 2 views
+  # The true object's albedo and textureless views, then the run's: 2 views each.
+  assert calls == [(2, 16, 16, 3)] * 4
+  assert out["truth"]["prompts"]["a red cube"] == {"r_color": 1.0, "r_geo": 1.0}
   views = np.asarray(Image.open(tmp_path / "eval" / "views.png"))
   assert views.shape == (16, 4 * 16 + 3 * images_lib.GAP, 3)  # one run: 2 albedo + 2 textureless views
   summary = tmp_path / "eval" / "sds" / "a_red_cube" / "seed_0" / "summary.json"
@@ -81,3 +83,34 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   assert os.path.getmtime(summary) == stamp, "a finished run is reused, not retrained"
   assert again["rows"][0]["iou"] == pytest.approx(row["iou"])
   assert "| sds | 1.00 | 1.00 |" in evaluate_cli.markdown_table(out["table"])
+  assert "| true objects | 1.00 | 1.00 |" in evaluate_cli.markdown_table(out["table"], out["truth"])
+
+
+def test_shards_split_the_runs_without_overlap():
+  args = (["sds", "ism"], ["a red cube", "a blue torus", "a green cone"], ["0", "1"])
+  everything = evaluate_cli.benchmark_jobs(*args)
+  assert len(everything) == 12
+  shards = [evaluate_cli.benchmark_jobs(*args, shard=(k, 5)) for k in range(5)]
+  assert sorted(sum(shards, [])) == sorted(everything)
+  assert [len(s) for s in shards] == [3, 3, 2, 2, 2]
+  assert evaluate_cli.parse_shard("1/3") == (1, 3)
+  for bad in ("3/3", "-1/2", "1", "a/b", "0/0"):
+    with pytest.raises(ValueError, match="--shard must read k/n"):
+      evaluate_cli.parse_shard(bad)
+
+
+def test_the_truth_scores_the_true_objects_albedo_and_textureless_views():
+  config = tiny.get_config()
+  prompts = ["a red cube", "a blue cube", "a red sphere"]
+  # A scorer that retrieves the first prompt when the image centre is saturated and the second when
+  # it is grey: the true red cube's albedo views (red at the centre) are hits, its textureless views
+  # (grey, whatever their shading) misses.
+  def scorer(images, ps):
+    n = images.shape[1] // 2
+    centre = images[:, n - 1:n + 1, n - 1:n + 1].mean(axis=(1, 2))
+    saturated = (centre.max(-1) - centre.min(-1)) > 0.3
+    return jnp.where(saturated[:, None], jnp.asarray([1.0, 0.0, 0.0]), jnp.asarray([0.0, 1.0, 0.0]))
+  truth = evaluate_cli.score_truth(config, "a red cube", prompts, {"color": scorer, "geo": scorer}, 4)
+  assert truth == {"r_color": 1.0, "r_geo": 0.0}
+  truth = evaluate_cli.score_truth(config, "a blue cube", prompts, {"color": scorer, "geo": scorer}, 4)
+  assert truth == {"r_color": 0.0, "r_geo": 1.0}

@@ -153,3 +153,28 @@ def test_sample_captions_textureless_never_has_a_colour():
 def test_batch_size_must_be_a_multiple_of_the_shape_count():
   with pytest.raises(ValueError, match="batch_size"):
     world.sample_batch(jax.random.PRNGKey(0), 12, base_config.get_config(), 16)
+
+
+def test_white_backgrounds_replace_a_fraction_and_leave_the_rest_as_drawn():
+  key, n = jax.random.PRNGKey(6), 2000
+  plain = world.sample_scenes(key, n)
+  some = world.sample_scenes(key, n, white_background_prob=0.25)
+  white = np.all(np.asarray(some.background) == 1.0, axis=(1, 2))
+  assert 0.22 < white.mean() < 0.28
+  np.testing.assert_array_equal(np.asarray(some.background)[~white], np.asarray(plain.background)[~white])
+  for field in ("shape", "colour", "mode", "background_axis"):  # nothing else changes
+    np.testing.assert_array_equal(np.asarray(getattr(some, field)), np.asarray(getattr(plain, field)))
+  assert not np.any(np.all(np.asarray(plain.background) == 1.0, axis=(1, 2)))
+
+
+def test_render_prompt_draws_the_prompt_on_white():
+  cams = _front_camera(1.5, 32)
+  albedo = np.asarray(world.render_prompt("a red cube", cams, shading.ALBEDO))
+  np.testing.assert_allclose(albedo[0, 16, 16], captions.COLOURS["red"], atol=1e-6)  # albedo is unlit
+  np.testing.assert_allclose(albedo[0, 0, 0], 1.0)  # the corner misses the cube: white background
+  plain = np.asarray(world.render_prompt("a cube", cams, shading.ALBEDO))  # no colour: white
+  np.testing.assert_allclose(plain[0, 16, 16], captions.COLOURS["white"], atol=1e-6)
+  textureless = np.asarray(world.render_prompt("a red cube", cams, shading.TEXTURELESS))
+  assert np.ptp(textureless[0, 16, 16]) < 1e-6  # grey: the colour is gone
+  with pytest.raises(ValueError, match="prompt must read"):
+    world.render_prompt("a red dodecahedron", cams, shading.ALBEDO)

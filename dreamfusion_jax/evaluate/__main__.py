@@ -10,9 +10,14 @@ or a CLIP with --clip=DIR), and the IoU of its occupancy with the ground-truth s
 rotations about the vertical axis ("empty fields": runs where no ray of the field reaches opacity 1/2,
 scored IoU 0; their R-precision then judges the background alone). Beside it, as a diagnostic, the IoU
 at the best size and that size ("size": the NeRF's object over the true one, a geometric mean over
-the non-empty runs), which tell a shape drawn too large from a wrong shape. Prints one table and writes
-WORKDIR/results.json and results.md, and WORKDIR/views.png: one row per run, its albedo views then its
-textureless views (the scored renders).
+the non-empty runs), which tell a shape drawn too large from a wrong shape. The table's first row scores
+the world's true objects in the same views: what a perfect NeRF would get, the judge's ceiling. Prints
+one table and writes WORKDIR/results.json and results.md, and WORKDIR/views.png: one row per run, its
+albedo views then its textureless views (the scored renders).
+
+`--shard k/n` runs every n-th run from the k-th, so n processes (one per core or machine) share one
+benchmark; each writes results_k_of_n.json/.md, and a last unsharded call reuses every run for the
+full table.
 """
 
 import copy
@@ -35,11 +40,11 @@ from dreamfusion_jax.evaluate import r_precision
 from dreamfusion_jax.export import images as images_lib
 from dreamfusion_jax.export import mesh as mesh_lib
 from dreamfusion_jax.export import run as export_run
-from dreamfusion_jax.nerf import camera
 from dreamfusion_jax.nerf import field
 from dreamfusion_jax.nerf import shading
 from dreamfusion_jax.shapes import captions
 from dreamfusion_jax.shapes import sdf
+from dreamfusion_jax.shapes import world
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Run config (configs/shapes.py).", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of all runs and the results.")
@@ -47,10 +52,11 @@ _METHODS = flags.DEFINE_list("methods", ["sds", "sjc", "ism"], "Distillation los
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "Seeds per prompt.")
 _PROMPTS = flags.DEFINE_list("prompts", None, "Prompts (default: 12 covering every shape and colour).")
 _VIEWS = flags.DEFINE_integer("views", 8, "Views around the object per score.")
+_SHARD = flags.DEFINE_string("shard", "0/1", "k/n: run only every n-th run from the k-th, so n processes "
+                             "share one benchmark (retrieval is still among all --prompts).")
 _CLIP = flags.DEFINE_string("clip", None, "Score with a real CLIP (FlaxCLIPModel folder) instead of the judge.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-EVAL_ELEVATION = 30.0  # DreamFusion scores renders at 30 degrees elevation
 IOU_RESOLUTION = 64  # occupancy grid per side for the geometry score
 
 
@@ -74,11 +80,14 @@ def _slug(text: str) -> str:
 def train_or_reuse(config, workdir: str):
   """Params of a finished run in `workdir`, training it first if needed."""
   summary_path = os.path.join(workdir, "summary.json")
-  if os.path.exists(summary_path) and json.load(open(summary_path)).get("finished"):
-    params, _ = checkpoint.restore_params(workdir)
-    return params, json.load(open(summary_path))
+  if os.path.exists(summary_path):
+    with open(summary_path) as f:
+      summary = json.load(f)
+    if summary.get("finished"):
+      return checkpoint.restore_params(workdir)[0], summary
   state = train.train_and_evaluate(config, workdir)
-  return jax.device_get(state.params), json.load(open(summary_path))
+  with open(summary_path) as f:
+    return jax.device_get(state.params), json.load(f)
 
 
 def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_views: int):
@@ -90,8 +99,7 @@ def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_vie
   scene = field.make_scene(config)
   resolution = int(config.render.resolution)
   render_fn, _ = export_run.make_render_fn(config, scene, params, jax.random.PRNGKey(0), resolution)
-  cams = camera.orbit(num_views, resolution, elevation=EVAL_ELEVATION,
-                      distance=float(np.mean(config.camera.distance_range)))
+  cams = r_precision.scoring_cameras(config, num_views, resolution)
   albedo = render_fn(cams, shading.ALBEDO).rgb
   textureless = render_fn(cams, shading.TEXTURELESS).rgb
   truth = [prompts.index(prompt)] * num_views
@@ -111,44 +119,88 @@ def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_vie
   return scores, np.concatenate([np.asarray(albedo), np.asarray(textureless)])
 
 
-def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers) -> dict:
+def score_truth(config, prompt: str, prompts: list, scorers: dict, num_views: int) -> dict:
+  """R-precision color / geo of the world's true object for `prompt` in the views score_run renders.
+
+  What a perfect NeRF would score: the judge's ceiling on the benchmark, printed beside the methods.
+  """
+  cams = r_precision.scoring_cameras(config, num_views, int(config.render.resolution))
+  render = lambda mode: world.render_prompt(prompt, cams, mode, float(config.shading.ambient),
+                                            float(config.shading.diffuse))
+  truth = [prompts.index(prompt)] * num_views
+  return {"r_color": r_precision.r_precision(scorers["color"], render(shading.ALBEDO), truth, prompts),
+          "r_geo": r_precision.r_precision(scorers["geo"], render(shading.TEXTURELESS), truth, prompts)}
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+  """'k/n' -> (k, n) with 0 <= k < n; raises ValueError naming --shard otherwise."""
+  try:
+    k, n = (int(x) for x in text.split("/"))
+  except ValueError:
+    k, n = -1, 0
+  if not 0 <= k < n:
+    raise ValueError(f"--shard must read k/n with 0 <= k < n (worker k of n), got {text!r}")
+  return k, n
+
+
+def benchmark_jobs(methods, prompts, seeds, shard: tuple[int, int] = (0, 1)) -> list:
+  """The (method, prompt, seed) runs of shard (k, n): every n-th of them all, from the k-th."""
+  k, n = shard
+  return [(m, p, s) for m in methods for p in prompts for s in seeds][k::n]
+
+
+def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
+                  shard: tuple[int, int] = (0, 1)) -> dict:
   """Trains and scores every (method, prompt, seed); returns per-run rows and per-method means.
 
-  Also writes WORKDIR/views.png, a row of scored renders per run in the order of the rows.
+  shard (k, n): only every n-th run from the k-th, so n processes share a benchmark; retrieval is
+  still among all `prompts`, so the shards' rows are final and a later unsharded pass reuses every
+  run. Also scores the world's true objects ("truth", once per prompt) and writes WORKDIR/views.png
+  (views_K_of_N.png for shard K of N), a row of scored renders per run in the order of the rows.
   """
+  jobs = benchmark_jobs(methods, prompts, seeds, shard)
+  k, n = shard
+  mine = dict.fromkeys(p for _, p, _ in jobs)  # this shard's prompts, in order
+  truth = {p: score_truth(config, p, prompts, scorers, num_views) for p in mine}
+  views_png = os.path.join(workdir, "views.png" if n == 1 else f"views_{k}_of_{n}.png")
   rows, renders = [], []
-  for method in methods:
-    for prompt in prompts:
-      for seed in seeds:
-        c = copy.deepcopy(config)
-        with c.unlocked():
-          c.distill, c.prompt, c.seed = method, prompt, int(seed)
-          c.export.formats = ()
-        run_dir = os.path.join(workdir, method, _slug(prompt), f"seed_{seed}")
-        params, summary = train_or_reuse(c, run_dir)
-        row = dict(method=method, prompt=prompt, seed=int(seed), steps=summary["steps"],
-                   wall_time_s=summary["wall_time_s"])
-        scores, views = score_run(c, params, prompt, prompts, scorers, num_views)
-        row.update(scores)
-        rows.append(row)
-        renders.append(views)
-        # Rewritten after every run (a small PNG) so a benchmark stopped hours in still has its picture.
-        images_lib.save_png(os.path.join(workdir, "views.png"), images_lib.make_grid(renders))
-        print(json.dumps(row), flush=True)
+  for method, prompt, seed in jobs:
+    c = copy.deepcopy(config)
+    with c.unlocked():
+      c.distill, c.prompt, c.seed = method, prompt, int(seed)
+      c.export.formats = ()
+    run_dir = os.path.join(workdir, method, _slug(prompt), f"seed_{seed}")
+    params, summary = train_or_reuse(c, run_dir)
+    row = dict(method=method, prompt=prompt, seed=int(seed), steps=summary["steps"],
+               wall_time_s=summary["wall_time_s"])
+    scores, views = score_run(c, params, prompt, prompts, scorers, num_views)
+    row.update(scores)
+    rows.append(row)
+    renders.append(views)
+    # Rewritten after every run (a small PNG) so a benchmark stopped hours in still has its picture.
+    images_lib.save_png(views_png, images_lib.make_grid(renders))
+    print(json.dumps(row), flush=True)
   table = {}
   for method in methods:
     mine = [r for r in rows if r["method"] == method]
+    if not mine:  # a shard may hold none of a method's runs
+      continue
     table[method] = {k: float(np.mean([r[k] for r in mine]))
                      for k in ("r_color", "r_geo", "iou", "iou_best_size", "empty", "steps", "wall_time_s")}
     sizes = [r["size"] for r in mine if not r["empty"]]  # an empty field has no size
     table[method]["size"] = float(np.exp(np.mean(np.log(sizes)))) if sizes else None
     table[method]["runs"] = len(mine)
-  return {"rows": rows, "table": table}
+  truth_mean = {k: float(np.mean([t[k] for t in truth.values()])) for k in ("r_color", "r_geo")}
+  return {"rows": rows, "table": table, "truth": dict(truth_mean, prompts=truth)}
 
 
-def markdown_table(table: dict) -> str:
+def markdown_table(table: dict, truth=None) -> str:
+  """The per-method means; `truth` (run_benchmark's) adds the true objects' row, the judge's ceiling."""
   lines = ["| method | R-precision color | R-precision geo | IoU | IoU at best size | size | empty fields "
            "| steps | wall time / run (s) | runs |", "|---|---|---|---|---|---|---|---|---|---|"]
+  if truth is not None:
+    lines.append(f"| true objects | {truth['r_color']:.2f} | {truth['r_geo']:.2f} | 1.00 | 1.00 | 1.00 | "
+                 f"0% | - | - | {len(truth['prompts'])} prompts |")
   for method, m in table.items():
     size = "-" if m["size"] is None else f"{m['size']:.2f}"
     lines.append(f"| {method} | {m['r_color']:.2f} | {m['r_geo']:.2f} | {m['iou']:.2f} | "
@@ -167,6 +219,10 @@ def main(argv):
     raise app.UsageError(f"--methods has {unknown}: allowed are {', '.join(distill.LOSSES)}")
   for p in prompts:
     captions.parse_prompt(p)  # unknown prompts fail here, before any training
+  try:
+    shard = parse_shard(_SHARD.value)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
   if _CLIP.value:
     clip = r_precision.clip_scorer(_CLIP.value)
     scorers = {"color": clip, "geo": clip}
@@ -175,11 +231,12 @@ def main(argv):
                "geo": r_precision.judge_scorer(("shape",))}
   os.makedirs(_WORKDIR.value, exist_ok=True)
   results = run_benchmark(_CONFIG.value, _WORKDIR.value, _METHODS.value, _SEEDS.value, prompts,
-                          _VIEWS.value, scorers)
-  with open(os.path.join(_WORKDIR.value, "results.json"), "w") as f:
+                          _VIEWS.value, scorers, shard)
+  name = "results" if shard[1] == 1 else f"results_{shard[0]}_of_{shard[1]}"
+  with open(os.path.join(_WORKDIR.value, name + ".json"), "w") as f:
     json.dump(results, f, indent=2)
-  text = markdown_table(results["table"])
-  with open(os.path.join(_WORKDIR.value, "results.md"), "w") as f:
+  text = markdown_table(results["table"], results["truth"])
+  with open(os.path.join(_WORKDIR.value, name + ".md"), "w") as f:
     f.write(text + "\n")
   print(text)
 

@@ -16,11 +16,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dreamfusion_jax.nerf import camera
+
 Scorer = Callable[[jax.Array, Sequence[str]], jax.Array]
+
+ELEVATION = 30.0  # DreamFusion scores renders at 30 degrees elevation
 
 # CLIP's image normalisation (Radford et al. 2021; the values in CLIP's preprocessing config).
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+
+
+def scoring_cameras(config, num_views: int, resolution: int) -> camera.Cameras:
+  """The scored views of a run of `config`: a turntable at ELEVATION from its mean camera distance."""
+  return camera.orbit(num_views, resolution, elevation=ELEVATION,
+                      distance=float(np.mean(config.camera.distance_range)))
 
 
 def retrieval_hits(scores: jax.Array, true_index: Sequence[int]) -> np.ndarray:

@@ -83,6 +83,28 @@ def r_precision(params, images: jax.Array, true_index: Sequence[int], prompts: S
   return float(jnp.mean(best == jnp.asarray(true_index)))
 
 
+def scoring_view_accuracy(params, cameras, ambient: float = 0.1, diffuse: float = 0.9) -> dict:
+  """Accuracy on the world's true objects through `cameras` on white, the renders R-precision scores.
+
+  "textureless_shape": the shape head on every shape's textureless render (what "geo" scores);
+  "albedo_shape" / "albedo_colour": each head on every shape x colour in albedo (what "color" scores).
+  A judge that misses here would mark a perfect NeRF wrong, so this is its ceiling on the benchmark.
+  """
+  from dreamfusion_jax.nerf import shading  # pylint: disable=g-import-not-at-top
+  from dreamfusion_jax.shapes import world  # pylint: disable=g-import-not-at-top
+  predict = lambda images, head: np.asarray(jnp.argmax(log_probs(params, images)[head], axis=-1))
+  textureless, albedo_shape, albedo_colour = [], [], []
+  for s, shape in enumerate(captions.SHAPES):
+    images = world.render_prompt(f"a {shape}", cameras, shading.TEXTURELESS, ambient, diffuse)
+    textureless.append(predict(images, "shape") == s)
+    for c, colour in enumerate(captions.COLOUR_NAMES):
+      images = world.render_prompt(f"a {colour} {shape}", cameras, shading.ALBEDO, ambient, diffuse)
+      albedo_shape.append(predict(images, "shape") == s)
+      albedo_colour.append(predict(images, "colour") == c)
+  return {"textureless_shape": float(np.mean(textureless)), "albedo_shape": float(np.mean(albedo_shape)),
+          "albedo_colour": float(np.mean(albedo_colour))}
+
+
 def save(directory: str, params, info: dict) -> None:
   """params in float16 (msgpack) + judge.json."""
   os.makedirs(directory, exist_ok=True)

@@ -112,11 +112,30 @@ def render(scenes: Scenes, cameras: camera_lib.Cameras, ambient: float = 0.1, di
   return jnp.clip(pool(image), 0.0, 1.0), pool(hit.astype(jnp.float32))[..., 0]
 
 
-def sample_scenes(key: jax.Array, batch_size: int) -> Scenes:
+def render_prompt(prompt: str, cameras: camera_lib.Cameras, mode: int, ambient: float = 0.1,
+                  diffuse: float = 0.9) -> jax.Array:
+  """The true object of `prompt` ("a red cube") through each camera on a white background.
+
+  What a perfect NeRF of the prompt renders in the scored views (evaluate) and the exports, [B, H, W, 3].
+  A prompt without a colour renders white.
+  """
+  shape, colour = captions.parse_prompt(prompt)
+  n = cameras.position.shape[0]
+  colour_index = captions.COLOUR_NAMES.index(colour or "white")
+  scenes = Scenes(shape=jnp.full((n,), captions.SHAPES.index(shape), jnp.int32),
+                  colour=jnp.full((n,), colour_index, jnp.int32),
+                  mode=jnp.full((n,), mode, jnp.int32), background=jnp.ones((n, 2, 3)),
+                  background_axis=jnp.tile(jnp.asarray([[0.0, 1.0, 0.0]]), (n, 1)))
+  return render(scenes, cameras, ambient, diffuse, static_shape=captions.SHAPES.index(shape))[0]
+
+
+def sample_scenes(key: jax.Array, batch_size: int, white_background_prob: float = 0.0) -> Scenes:
   """Uniform shape and colour, a shading mode from MODE_PROBS, a random background.
 
   Backgrounds are half solid, half gradients; their colours are random RGB pulled half-way towards a
-  random grey, so a saturated object rarely vanishes into a background of its own colour.
+  random grey, so a saturated object rarely vanishes into a background of its own colour. With
+  probability `white_background_prob` the background is plain white instead, the one scored renders
+  and exports use (the judge trains with it; the prior's data, at 0, is drawn as before bit for bit).
   """
   keys = jax.random.split(key, 6)
   b = (batch_size,)
@@ -125,6 +144,9 @@ def sample_scenes(key: jax.Array, batch_size: int) -> Scenes:
   solid = jax.random.bernoulli(keys[5], 0.5, b)
   background = jnp.where(solid[:, None, None], background[:, :1], background)
   axis = jax.random.normal(jax.random.fold_in(keys[5], 1), b + (3,))
+  if white_background_prob > 0.0:
+    white = jax.random.bernoulli(jax.random.fold_in(keys[5], 2), white_background_prob, b)
+    background = jnp.where(white[:, None, None], 1.0, background)
   return Scenes(
       shape=jax.random.randint(keys[0], b, 0, len(captions.SHAPES)),
       colour=jax.random.randint(keys[1], b, 0, len(captions.COLOUR_NAMES)),
@@ -171,7 +193,7 @@ class Batch:
 
 
 def sample_batch(key: jax.Array, batch_size: int, config, resolution: int,
-                 supersample: int = 2) -> Batch:
+                 supersample: int = 2, white_background_prob: float = 0.0) -> Batch:
   """A fresh batch of captioned renders; shapes are stratified (batch_size / 8 of each, in order).
 
   Stratifying lets each group trace a single SDF, 8x cheaper than mixed shapes. config supplies the
@@ -182,7 +204,7 @@ def sample_batch(key: jax.Array, batch_size: int, config, resolution: int,
     raise ValueError(f"batch_size must be a multiple of {num_shapes} (one group per shape), "
                      f"got {batch_size}")
   scene_key, camera_key, caption_key = jax.random.split(key, 3)
-  scenes = sample_scenes(scene_key, batch_size)
+  scenes = sample_scenes(scene_key, batch_size, white_background_prob)
   scenes = scenes.replace(shape=jnp.repeat(jnp.arange(num_shapes, dtype=jnp.int32),
                                            batch_size // num_shapes))
   cameras = sample_cameras(camera_key, batch_size, config, resolution)
