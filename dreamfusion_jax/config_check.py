@@ -29,7 +29,8 @@ NON_NEGATIVE = (
     "render.num_importance", "sds.t_anneal_steps", "ism.t_anneal_steps", "ism.delta_t",
     "ism.delta_t_start", "ism.delta_s", "sjc.tick_min", "sjc.tick_trim", "shading.ambient_only_steps",
     "shading.ambient", "shading.diffuse", "reg.orientation", "reg.orientation_start",
-    "reg.orientation_anneal_steps", "reg.opacity", "reg.entropy", "reg.coverage", "sjc.emptiness_weight",
+    "reg.orientation_anneal_steps", "reg.opacity", "reg.entropy", "reg.entropy_start",
+    "reg.entropy_ramp_steps", "reg.coverage", "sjc.emptiness_weight",
     "sjc.center_depth_weight", "optim.warmup_steps", "optim.grad_clip", "nerf.blob_density",
     "sds.guidance_scale", "sjc.guidance_scale", "ism.guidance_scale")
 POSITIVE = ("nerf.bound", "nerf.blob_radius", "optim.lr", "optim.eps")

@@ -82,7 +82,7 @@ def _loss(params, batch, *, config, scene, prior, prior_params, text, keys, step
   if config.reg.coverage > 0:
     terms["coverage"] = config.reg.coverage * regularizers.coverage_loss(out, config.reg.coverage_max)
   if config.reg.entropy > 0:
-    terms["entropy"] = config.reg.entropy * regularizers.entropy_loss(out)
+    terms["entropy"] = regularizers.entropy_weight(step, config) * regularizers.entropy_loss(out)
   if config.distill == "sjc":
     terms["emptiness"] = sjc_lib.emptiness_loss(out.opacity, step, config)
     if config.sjc.center_depth_weight > 0:

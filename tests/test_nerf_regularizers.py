@@ -79,6 +79,18 @@ def test_orientation_weight_anneal():
                              0.5 * rg.orientation, rtol=1e-5)  # linear when starting from zero
 
 
+def test_entropy_weight_starts_late_and_ramps_linearly():
+  config = base.get_config()
+  with config.unlocked():
+    config.reg.entropy = 8.0
+  weight = jax.jit(lambda s: regularizers.entropy_weight(s, config))
+  assert float(weight(0)) == 8.0  # base.py: from the first step, at once
+  with config.unlocked():
+    config.reg.entropy_start, config.reg.entropy_ramp_steps = 100, 4
+  weight = jax.jit(lambda s: regularizers.entropy_weight(s, config))
+  np.testing.assert_allclose(jax.vmap(weight)(jnp.arange(98, 106)), [0, 0, 2, 4, 6, 8, 8, 8])
+
+
 def test_normal_image():
   out = _output([[1.0, 0.0]], normals=[[[0.0, 0.0, 1.0], [0.0, 0.0, 0.0]]])
   np.testing.assert_allclose(vis.normal_image(out, background=1.0), [[[0.5, 0.5, 1.0], [1.0, 1.0, 1.0]]])
