@@ -10,8 +10,11 @@ initialised state, and errors that say what is wrong in words instead of an orba
 Every process of a multi-process run must call `make_manager`, `save`, `restore_latest` and `wait`.
 """
 
+import contextlib
 import os
 from typing import Any, Optional
+
+from absl import logging
 
 import jax
 import numpy as np
@@ -147,6 +150,17 @@ def restore_latest(manager: ocp.CheckpointManager, target_state: Any) -> tuple:
   return state, int(step)
 
 
+@contextlib.contextmanager
+def _absl_errors_only():
+  """Raises absl's log threshold to ERROR inside the block, restoring it after."""
+  before = logging.get_verbosity()
+  logging.set_verbosity(logging.ERROR)
+  try:
+    yield
+  finally:
+    logging.set_verbosity(before)
+
+
 def restore_params(workdir: str, step: Optional[int] = None, item: str = "params") -> tuple:
   """Restores only `item` of a saved train state as numpy arrays, without knowing the rest of it.
 
@@ -161,9 +175,10 @@ def restore_params(workdir: str, step: Optional[int] = None, item: str = "params
   directory = checkpoint_dir(workdir)
   if not os.path.isdir(directory):
     raise CheckpointError(f"no checkpoints in {directory!r}; is --workdir the folder of a training run?")
-  options = ocp.CheckpointManagerOptions(read_only=True, create=False)
-  with ocp.CheckpointManager(directory, options=options,
-                             item_handlers=ocp.PyTreeCheckpointHandler()) as manager:
+  with _absl_errors_only():  # orbax warns that a read-only manager is read-only, twice per restore
+    options = ocp.CheckpointManagerOptions(read_only=True, create=False)
+    manager = ocp.CheckpointManager(directory, options=options, item_handlers=ocp.PyTreeCheckpointHandler())
+  with manager:
     steps = manager.all_steps()
     if not steps:
       raise CheckpointError(f"no complete checkpoint in {directory!r}")

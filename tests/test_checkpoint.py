@@ -1,10 +1,13 @@
 """Checkpoints, the workdir lock and the resume-compatibility check."""
 
+import contextlib
 import json
+import logging
 import os
 import subprocess
 import sys
 
+from absl import logging as absl_logging
 import flax
 import jax
 import jax.numpy as jnp
@@ -146,14 +149,31 @@ def test_corrupt_checkpoint_raises_clear_error(tmp_path, damage):
   assert step_dir in str(info.value)
 
 
+@contextlib.contextmanager
+def _absl_records():
+  """The records absl's logger emits inside the block (at the threshold of the moment)."""
+  records = []
+  handler = logging.Handler()
+  handler.emit = records.append
+  absl_logging.get_absl_logger().addHandler(handler)
+  try:
+    yield records
+  finally:
+    absl_logging.get_absl_logger().removeHandler(handler)
+
+
 def test_restore_params_without_template(tmp_path):
+  verbosity_before = absl_logging.get_verbosity()
   mesh = jax.make_mesh((jax.device_count(),), ("data",))
   state = jax.device_put(_state(seed=4), jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec()))
   manager = checkpoint.make_manager(tmp_path, keep=3, every=1)
   checkpoint.save(manager, 2, _state(seed=1))
   checkpoint.save(manager, 6, state)
   checkpoint.wait(manager)
-  params, step = checkpoint.restore_params(tmp_path)
+  with _absl_records() as records:
+    params, step = checkpoint.restore_params(tmp_path)
+  assert not [r for r in records if r.levelno >= logging.WARNING], "restoring is silent unless it fails"
+  assert absl_logging.get_verbosity() == verbosity_before  # the threshold comes back
   assert step == 6
   leaf = params["dense"]["kernel"]
   assert isinstance(leaf, np.ndarray)
