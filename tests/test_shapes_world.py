@@ -169,12 +169,12 @@ def test_white_backgrounds_replace_a_fraction_and_leave_the_rest_as_drawn():
 
 def test_render_prompt_draws_the_prompt_on_white():
   cams = _front_camera(1.5, 32)
-  albedo = np.asarray(world.render_prompt("a red cube", cams, shading.ALBEDO))
+  albedo = np.asarray(world.render_prompt("a red cube", cams, shading.ALBEDO)[0])
   np.testing.assert_allclose(albedo[0, 16, 16], captions.COLOURS["red"], atol=1e-6)  # albedo is unlit
   np.testing.assert_allclose(albedo[0, 0, 0], 1.0)  # the corner misses the cube: white background
-  plain = np.asarray(world.render_prompt("a cube", cams, shading.ALBEDO))  # no colour: white
+  plain = np.asarray(world.render_prompt("a cube", cams, shading.ALBEDO)[0])  # no colour: white
   np.testing.assert_allclose(plain[0, 16, 16], captions.COLOURS["white"], atol=1e-6)
-  textureless = np.asarray(world.render_prompt("a red cube", cams, shading.TEXTURELESS))
+  textureless = np.asarray(world.render_prompt("a red cube", cams, shading.TEXTURELESS)[0])
   assert np.ptp(textureless[0, 16, 16]) < 1e-6  # grey: the colour is gone
   with pytest.raises(ValueError, match="prompt must read"):
     world.render_prompt("a red dodecahedron", cams, shading.ALBEDO)

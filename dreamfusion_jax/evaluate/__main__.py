@@ -126,7 +126,7 @@ def score_truth(config, prompt: str, prompts: list, scorers: dict, num_views: in
   """
   cams = r_precision.scoring_cameras(config, num_views, int(config.render.resolution))
   render = lambda mode: world.render_prompt(prompt, cams, mode, float(config.shading.ambient),
-                                            float(config.shading.diffuse))
+                                            float(config.shading.diffuse))[0]
   truth = [prompts.index(prompt)] * num_views
   return {"r_color": r_precision.r_precision(scorers["color"], render(shading.ALBEDO), truth, prompts),
           "r_geo": r_precision.r_precision(scorers["geo"], render(shading.TEXTURELESS), truth, prompts)}

@@ -95,10 +95,10 @@ def scoring_view_accuracy(params, cameras, ambient: float = 0.1, diffuse: float 
   predict = lambda images, head: np.asarray(jnp.argmax(log_probs(params, images)[head], axis=-1))
   textureless, albedo_shape, albedo_colour = [], [], []
   for s, shape in enumerate(captions.SHAPES):
-    images = world.render_prompt(f"a {shape}", cameras, shading.TEXTURELESS, ambient, diffuse)
+    images, _ = world.render_prompt(f"a {shape}", cameras, shading.TEXTURELESS, ambient, diffuse)
     textureless.append(predict(images, "shape") == s)
     for c, colour in enumerate(captions.COLOUR_NAMES):
-      images = world.render_prompt(f"a {colour} {shape}", cameras, shading.ALBEDO, ambient, diffuse)
+      images, _ = world.render_prompt(f"a {colour} {shape}", cameras, shading.ALBEDO, ambient, diffuse)
       albedo_shape.append(predict(images, "shape") == s)
       albedo_colour.append(predict(images, "colour") == c)
   return {"textureless_shape": float(np.mean(textureless)), "albedo_shape": float(np.mean(albedo_shape)),

@@ -113,11 +113,11 @@ def render(scenes: Scenes, cameras: camera_lib.Cameras, ambient: float = 0.1, di
 
 
 def render_prompt(prompt: str, cameras: camera_lib.Cameras, mode: int, ambient: float = 0.1,
-                  diffuse: float = 0.9) -> jax.Array:
+                  diffuse: float = 0.9, supersample: int = 2) -> tuple[jax.Array, jax.Array]:
   """The true object of `prompt` ("a red cube") through each camera on a white background.
 
-  What a perfect NeRF of the prompt renders in the scored views (evaluate) and the exports, [B, H, W, 3].
-  A prompt without a colour renders white.
+  What a perfect NeRF of the prompt renders in the scored views (evaluate) and the exports. A prompt
+  without a colour renders white. Returns (images, coverage) as `render` does.
   """
   shape, colour = captions.parse_prompt(prompt)
   n = cameras.position.shape[0]
@@ -126,7 +126,7 @@ def render_prompt(prompt: str, cameras: camera_lib.Cameras, mode: int, ambient: 
                   colour=jnp.full((n,), colour_index, jnp.int32),
                   mode=jnp.full((n,), mode, jnp.int32), background=jnp.ones((n, 2, 3)),
                   background_axis=jnp.tile(jnp.asarray([[0.0, 1.0, 0.0]]), (n, 1)))
-  return render(scenes, cameras, ambient, diffuse, static_shape=captions.SHAPES.index(shape))[0]
+  return render(scenes, cameras, ambient, diffuse, supersample, static_shape=captions.SHAPES.index(shape))
 
 
 def sample_scenes(key: jax.Array, batch_size: int, white_background_prob: float = 0.0) -> Scenes:
