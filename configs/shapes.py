@@ -75,13 +75,14 @@ def get_config(arg=None):
     # emptied "a green cube" and "a white cylinder"; at CFG 10, 20 emptied "a red cube" too, and 2 keeps
     # an object. Not settled: see README.
     c.reg.opacity = 2.0
-    # A cap on how much of a view the object may cover: a view whose mean opacity exceeds 0.6 pays 1000x
-    # the excess (~1 per covered pixel, where the opacity weight of 2 is ~0.002). The world's objects
-    # cover 0.25-0.42 of these views on average (0.38-0.70 at the 90th percentile, per shape), so a true
-    # object barely feels it. Without the cap every green, blue and purple prompt became a fog of its
-    # colour filling the scene bound (training views' mean opacity 0.8-0.99, against 0.3-0.6 where an
-    # object formed): "a green cube" IoU 0.10 -> 0.70, "a blue cube" 0.10 -> 0.76, and prompts that
-    # formed an object stopped growing past the true size ("a red sphere" 0.58 -> 0.72).
+    # A cap on how much of a view the object may cover: a view whose mean opacity exceeds 0.6 pays 1000x the
+    # excess (~1 per covered pixel, where the opacity weight of 2 is ~0.002). The world's objects cover
+    # 0.25-0.42 of these views on average (0.38-0.70 at the 90th percentile, per shape; `python -m
+    # dreamfusion_jax.shapes.coverage` prints them), so a true object barely feels it. Without the cap every
+    # green, blue and purple prompt became a fog of its colour filling the scene bound (training views' mean
+    # opacity 0.8-0.99, against 0.3-0.6 where an object formed): "a green cube" IoU 0.10 -> 0.70, "a blue
+    # cube" 0.10 -> 0.76, and prompts that formed an object stopped growing past the true size ("a red sphere"
+    # 0.58 -> 0.72).
     c.reg.coverage = 1000.0
     c.reg.coverage_max = 0.6
     # ISM's t-range anneal over the paper's first 30% of steps (LucidDreamer: 1500 of 5000).
