@@ -114,3 +114,14 @@ def test_the_truth_scores_the_true_objects_albedo_and_textureless_views():
   assert truth == {"r_color": 1.0, "r_geo": 0.0}
   truth = evaluate_cli.score_truth(config, "a blue cube", prompts, {"color": scorer, "geo": scorer}, 4)
   assert truth == {"r_color": 0.0, "r_geo": 1.0}
+
+
+def test_means_average_scores_and_take_the_geometric_mean_of_non_empty_sizes():
+  run = dict(r_color=1.0, r_geo=0.5, iou=0.6, iou_best_size=0.7, empty=False, steps=600, wall_time_s=10.0)
+  rows = [dict(run, size=2.0), dict(run, size=0.5, r_geo=0.0),
+          dict(run, size=None, empty=True, iou=0.0, iou_best_size=0.0)]
+  m = evaluate_cli.means(rows)
+  assert m["size"] == pytest.approx(1.0)  # sqrt(2 x 0.5): an empty field has no size
+  assert m["empty"] == pytest.approx(1 / 3) and m["runs"] == 3
+  assert m["r_geo"] == pytest.approx(1 / 3) and m["iou"] == pytest.approx(0.4)
+  assert evaluate_cli.means([rows[2]])["size"] is None

@@ -180,18 +180,21 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
     # Rewritten after every run (a small PNG) so a benchmark stopped hours in still has its picture.
     images_lib.save_png(views_png, images_lib.make_grid(renders))
     print(json.dumps(row), flush=True)
-  table = {}
-  for method in methods:
-    mine = [r for r in rows if r["method"] == method]
-    if not mine:  # a shard may hold none of a method's runs
-      continue
-    table[method] = {k: float(np.mean([r[k] for r in mine]))
-                     for k in ("r_color", "r_geo", "iou", "iou_best_size", "empty", "steps", "wall_time_s")}
-    sizes = [r["size"] for r in mine if not r["empty"]]  # an empty field has no size
-    table[method]["size"] = float(np.exp(np.mean(np.log(sizes)))) if sizes else None
-    table[method]["runs"] = len(mine)
+  table = {m: means(r for r in rows if r["method"] == m)
+           for m in methods if any(r["method"] == m for r in rows)}  # a shard may hold none of a method
   truth_mean = {k: float(np.mean([t[k] for t in truth.values()])) for k in ("r_color", "r_geo")}
   return {"rows": rows, "table": table, "truth": dict(truth_mean, prompts=truth)}
+
+
+def means(rows) -> dict:
+  """One table row from per-run rows: means of the scores, geometric mean of the non-empty sizes."""
+  rows = list(rows)
+  out = {k: float(np.mean([r[k] for r in rows]))
+         for k in ("r_color", "r_geo", "iou", "iou_best_size", "empty", "steps", "wall_time_s")}
+  sizes = [r["size"] for r in rows if not r["empty"]]  # an empty field has no size
+  out["size"] = float(np.exp(np.mean(np.log(sizes)))) if sizes else None
+  out["runs"] = len(rows)
+  return out
 
 
 def markdown_table(table: dict, truth=None) -> str:
