@@ -84,6 +84,10 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   assert again["rows"][0]["iou"] == pytest.approx(row["iou"])
   assert "| sds | 1.00 | 1.00 |" in evaluate_cli.markdown_table(out["table"])
   assert "| true objects | 1.00 | 1.00 |" in evaluate_cli.markdown_table(out["table"], out["truth"])
+  idle = evaluate_cli.run_benchmark(config, str(tmp_path / "eval"), ["sds"], ["0"], prompts[:1], 2, scorers,
+                                    shard=(1, 2))  # the only run is shard 0's
+  assert idle == {"rows": [], "table": {}, "truth": None}
+  assert evaluate_cli.markdown_table(idle["table"], idle["truth"]).count("\n") == 1  # header only
 
 
 def test_shards_split_the_runs_without_overlap():
@@ -94,6 +98,7 @@ def test_shards_split_the_runs_without_overlap():
   assert sorted(sum(shards, [])) == sorted(everything)
   assert [len(s) for s in shards] == [3, 3, 2, 2, 2]
   assert evaluate_cli.parse_shard("1/3") == (1, 3)
+  assert evaluate_cli.benchmark_jobs(*args, shard=(12, 13)) == []  # more workers than runs
   for bad in ("3/3", "-1/2", "1", "a/b", "0/0"):
     with pytest.raises(ValueError, match="--shard must read k/n"):
       evaluate_cli.parse_shard(bad)

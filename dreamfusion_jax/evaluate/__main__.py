@@ -182,6 +182,8 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
     print(json.dumps(row), flush=True)
   table = {m: means(r for r in rows if r["method"] == m)
            for m in methods if any(r["method"] == m for r in rows)}  # a shard may hold none of a method
+  if not truth:  # a shard with no runs (more workers than runs)
+    return {"rows": rows, "table": table, "truth": None}
   truth_mean = {k: float(np.mean([t[k] for t in truth.values()])) for k in ("r_color", "r_geo")}
   return {"rows": rows, "table": table, "truth": dict(truth_mean, prompts=truth)}
 
