@@ -8,13 +8,12 @@ configs/shapes.py caps the NeRF's covered fraction (a view's mean opacity) at 0.
 """
 
 import argparse
-import importlib.util
 import os
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
+from dreamfusion_jax.distill import image2d
 from dreamfusion_jax.nerf import camera as camera_lib
 from dreamfusion_jax.nerf import shading
 from dreamfusion_jax.shapes import captions
@@ -30,14 +29,6 @@ def view_coverage(shape: str, cameras: camera_lib.Cameras, supersample: int = 2)
   return np.asarray(covered).reshape(covered.shape[0], -1).mean(axis=-1)
 
 
-def load_config(path: str):
-  """get_config() of a config file (configs/*.py), as the main job's --config reads it."""
-  spec = importlib.util.spec_from_file_location("coverage_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument("--config", default=os.path.normpath(SHAPES_CONFIG), help="config file")
@@ -46,7 +37,7 @@ def main() -> None:
   args = parser.parse_args()
   if args.views < 1:
     raise ValueError(f"--views must be >= 1, got {args.views}")
-  config = load_config(args.config)
+  config = image2d.load_config(args.config)  # refuses a missing file by name
   cameras = camera_lib.sample_views(jax.random.PRNGKey(args.seed), args.views, config)
   print(f"covered fraction of {args.views} views of {args.config} "
         f"(reg.coverage_max = {config.reg.coverage_max}):")
