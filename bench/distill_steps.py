@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from dreamfusion_jax import config_files  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dreamfusion_jax.distill import LOSSES  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dreamfusion_jax.distill import image2d  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dreamfusion_jax.prior import random_init  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -98,7 +99,7 @@ def main():
   print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()})")
   for dtype in dtypes:
     for method in methods:
-      config = image2d.configure(image2d.load_config(), "a DSLR photo of a corgi", method, 15000)
+      config = image2d.configure(config_files.load(), "a DSLR photo of a corgi", method, 15000)
       bench_one(args, dtype, method, config)
 
 

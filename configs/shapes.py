@@ -85,6 +85,13 @@ def get_config(arg=None):
     # 0.58 -> 0.72).
     c.reg.coverage = 1000.0
     c.reg.coverage_max = 0.6
+    # SJC at the same CFG as SDS and without its emptiness term. base.py's CFG 100 and emptiness 1e4 emptied
+    # every field on this prior, as did CFG 10 with emptiness 1e4, 1e3 or 10: 1e3 x mean log(1 + 10 x
+    # opacity) ~ 1,400 at the first step against a distillation loss of ~50 clears the initial blob
+    # before the score builds anything. The coverage cap and the opacity weight above do the emptiness
+    # term's job (keep the field from filling the bound): "a red sphere" IoU 0.76, "a green cube" 0.49.
+    c.sjc.guidance_scale = 10.0
+    c.sjc.emptiness_weight = 0.0
     # ISM's t-range anneal over the paper's first 30% of steps (LucidDreamer: 1500 of 5000).
     c.ism.t_anneal_steps = 300
     c.nerf.num_freqs = 6

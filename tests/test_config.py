@@ -8,6 +8,7 @@ import pytest
 import helpers  # pylint: disable=g-bad-import-order
 
 from dreamfusion_jax import config_check
+from dreamfusion_jax import config_files
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "configs"))
 import base  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -30,6 +31,16 @@ def test_base_and_tiny_configs_are_valid():
   c = shapes.get_config()
   c.prompt = "a red cube"
   assert config_check.problems(c) == []
+
+
+def test_config_files_load_by_path_and_refuse_a_missing_file_by_name(tmp_path):
+  loaded = config_files.load(config_files.SHAPES)
+  assert loaded.to_dict() == shapes.get_config().to_dict()
+  assert os.path.isdir(loaded.prior.model)  # the shipped weights, found from any working directory
+  assert config_files.load().nerf.bound == base.get_config().nerf.bound != loaded.nerf.bound
+  missing = str(tmp_path / "nope.py")
+  with pytest.raises(ValueError, match=f"--config={missing}: no such config file"):
+    config_files.load(missing)
 
 
 def test_configs_are_locked():

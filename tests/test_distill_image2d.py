@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dreamfusion_jax import config_files
 from dreamfusion_jax.distill import image2d
 from dreamfusion_jax.prior import stable_diffusion as sd
 from dreamfusion_jax.prior import testing
@@ -18,7 +19,7 @@ def test_distillation_drives_an_image_to_the_gaussian_mode(method, tolerance):
   (random targets) end up hovering around it; ISM's deterministic target converges onto it."""
   prior, mu = testing.GaussianPrior(std=0.5), 0.3
   emb = text_lib.TextEmbeddings(cond=jnp.full((4, 2, 2), mu), uncond=jnp.full((2, 2), mu))
-  config = image2d.configure(image2d.load_config(), "a gray square", method, steps=300)
+  config = image2d.configure(config_files.load(), "a gray square", method, steps=300)
   x0 = jax.random.normal(jax.random.PRNGKey(1), (2, prior.sample_size, prior.sample_size, 3))
   x, aux = image2d.optimise(config, prior, None, emb, jax.random.PRNGKey(0), lr=0.02, batch=2, x_init=x0)
   rms = lambda x: float(jnp.sqrt(jnp.mean(jnp.square(x - mu))))
@@ -42,4 +43,4 @@ def test_cli_writes_the_decoded_image(tmp_path):
 
 def test_unknown_method_is_refused():
   with pytest.raises(ValueError, match="sds, sjc, ism"):
-    image2d.configure(image2d.load_config(), "a red cube", "dds", 10)
+    image2d.configure(config_files.load(), "a red cube", "dds", 10)

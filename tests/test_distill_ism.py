@@ -5,7 +5,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dreamfusion_jax.distill import image2d
+from dreamfusion_jax import config_files
 from dreamfusion_jax.distill import ism as ism_lib
 from dreamfusion_jax.prior import random_init
 from dreamfusion_jax.prior import schedule
@@ -23,7 +23,7 @@ def tiny():
 
 
 def _config(**ism_fields):
-  config = image2d.load_config()
+  config = config_files.load()
   for k, v in ism_fields.items():
     config.ism[k] = v
   return config

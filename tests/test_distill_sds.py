@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from dreamfusion_jax.distill import image2d
+from dreamfusion_jax import config_files
 from dreamfusion_jax.distill import sds as sds_lib
 from dreamfusion_jax.distill import surrogate
 from dreamfusion_jax.prior import random_init
@@ -27,7 +27,7 @@ def tiny():
 
 
 def _config(**sds_fields):
-  config = image2d.load_config()
+  config = config_files.load()
   for k, v in sds_fields.items():
     config.sds[k] = v
   return config

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 import sys
 
 import jax.numpy as jnp
@@ -15,6 +16,7 @@ from dreamfusion_jax.evaluate import r_precision
 from dreamfusion_jax.export import images as images_lib
 from dreamfusion_jax.prior import testing as prior_testing
 from dreamfusion_jax.shapes import captions
+from dreamfusion_jax.shapes import judge
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "configs"))
@@ -84,8 +86,60 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   assert again["rows"][0]["iou"] == pytest.approx(row["iou"])
   assert "| sds | 1.00 | 1.00 |" in evaluate_cli.markdown_table(out["table"])
   assert "| true objects | 1.00 | 1.00 |" in evaluate_cli.markdown_table(out["table"], out["truth"])
-  idle = evaluate_cli.run_benchmark(config, str(tmp_path / "eval"), ["sds"], ["0"], prompts[:1], 2, scorers,
-                                    shard=(1, 2))  # the only run is shard 0's
+  assert not os.path.exists(summary.parent / evaluate_cli.SCORES_FILE), "unnamed scorers save nothing"
+
+
+def test_saved_scores_are_reused_under_the_same_scorer_prompts_and_views_only(tmp_path):
+  config = tiny.get_config()
+  config.prior.model = prior_testing.tiny_prior_dir(tmp_path / "prior", "pixel")
+  config.prompt = "placeholder"
+  config.num_steps = 2
+  calls = []
+
+  def named(score_id):
+    def scorer(images, ps):
+      calls.append(score_id)
+      hits = jnp.asarray([p == "a red cube" for p in ps], jnp.float32)  # retrieves the red cube
+      return jnp.broadcast_to(hits if score_id == "a" else 1.0 - hits, (images.shape[0], len(ps)))
+    return {"color": scorer, "geo": scorer, "id": score_id}
+
+  run = lambda scorers, prompts, views=2: evaluate_cli.run_benchmark(
+      config, str(tmp_path / "eval"), ["sds"], ["0"], prompts, views, scorers, shard=(0, len(prompts)))
+  prompts = ["a red cube", "a blue torus"]
+  first = run(named("a"), prompts)
+  assert first["rows"][0]["r_color"] == 1.0 and len(calls) == 4  # truth and run, albedo and textureless
+  views = np.asarray(Image.open(tmp_path / "eval" / "views_0_of_2.png"))
+  calls.clear()
+  again = run(named("a"), prompts)
+  assert calls == ["a", "a"], "only the true objects are scored again, the run's scores are read back"
+  assert again["rows"] == first["rows"]
+  np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "eval" / "views_0_of_2.png")), views)
+  for scorers, ps, num_views in ((named("b"), prompts, 2), (named("b"), prompts[:1] + ["a red sphere"], 2),
+                                 (named("b"), prompts, 1)):
+    calls.clear()
+    out = run(scorers, ps, num_views)
+    assert calls == ["b"] * 4, "another scorer, prompt set or view count scores the run again"
+    assert out["rows"][0]["r_color"] == 0.0  # scorer b retrieves anything but the red cube
+
+
+def test_judge_id_names_the_weights_bytes(tmp_path):
+  shipped = r_precision.judge_id()
+  assert shipped.startswith("judge:") and len(shipped) == len("judge:") + 12
+  shutil.copytree(judge.JUDGE_DIR, tmp_path / "judge")
+  assert r_precision.judge_id(str(tmp_path / "judge")) == shipped
+  with open(tmp_path / "judge" / "params.msgpack", "r+b") as f:
+    last = f.seek(-1, os.SEEK_END)
+    byte = f.read(1)
+    f.seek(last)
+    f.write(bytes([byte[0] ^ 1]))
+  assert r_precision.judge_id(str(tmp_path / "judge")) != shipped
+
+
+def test_benchmark_shard_with_no_runs_is_empty(tmp_path):
+  config = tiny.get_config()
+  config.prompt = "placeholder"
+  idle = evaluate_cli.run_benchmark(config, str(tmp_path / "eval"), ["sds"], ["0"], ["a red cube"], 2,
+                                    {"color": None, "geo": None}, shard=(1, 2))  # the only run is shard 0's
   assert idle == {"rows": [], "table": {}, "truth": None}
   assert evaluate_cli.markdown_table(idle["table"], idle["truth"]).count("\n") == 1  # header only
 

@@ -1,6 +1,5 @@
 """export_all on a freshly initialised tiny scene: every requested file, or a notice for an empty field."""
 
-import importlib.util
 import os
 
 import jax
@@ -8,20 +7,15 @@ import numpy as np
 import pytest
 import trimesh
 
+from dreamfusion_jax import config_files
 from dreamfusion_jax.export import run
 from dreamfusion_jax.export import video
 from dreamfusion_jax.nerf import field
 
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # imageio-ffmpeg exec's ffmpeg
 
-_CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
-
-
 def tiny_config(**export):
-  spec = importlib.util.spec_from_file_location("tiny_config", os.path.join(_CONFIGS, "tiny.py"))
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  config = module.get_config()
+  config = config_files.load(config_files.TINY)
   with config.unlocked():
     config.export.video_frames = 3
     config.export.mesh_resolution = 20

@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from dreamfusion_jax.distill import image2d
+from dreamfusion_jax import config_files
 from dreamfusion_jax.nerf import camera as camera_lib
 from dreamfusion_jax.shapes import coverage
 from dreamfusion_jax.shapes import sdf
@@ -19,7 +19,7 @@ def test_a_sphere_covers_its_projected_disc_in_every_view():
 
 
 def test_the_shapes_config_cap_sits_above_the_true_objects_typical_coverage():
-  config = image2d.load_config(coverage.SHAPES_CONFIG)
+  config = config_files.load(config_files.SHAPES)
   cams = camera_lib.sample_views(jax.random.PRNGKey(7), 64, config)
   for shape in ("sphere", "cube", "table"):
     covered = coverage.view_coverage(shape, cams)

@@ -9,7 +9,6 @@ Every method keeps its own defaults from configs/base.py; --guidance_scale overr
 """
 
 import argparse
-import importlib.util
 import os
 import sys
 
@@ -19,22 +18,9 @@ import numpy as np
 import optax
 import tqdm
 
+from dreamfusion_jax import config_files
 from dreamfusion_jax.distill import LOSSES
 from dreamfusion_jax.prior import text as text_lib
-
-DEFAULT_CONFIG = os.path.join(os.path.dirname(__file__), "..", "..", "configs", "base.py")
-
-
-def load_config(path=DEFAULT_CONFIG):
-  """get_config() of a config file (configs/base.py by default)."""
-  path = os.path.abspath(path)
-  if not os.path.isfile(path):
-    raise ValueError(f"--config={path}: no such config file")
-  spec = importlib.util.spec_from_file_location("image2d_config", path)
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module.get_config()
-
 
 def configure(config, prompt, method, steps, guidance_scale=None):
   """The config with prompt, method, step count and (optionally) the method's guidance scale set."""
@@ -105,7 +91,7 @@ def parse_args(argv):
   p.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
   p.add_argument("--local_files_only", action="store_true")
   p.add_argument("--from_pt", action="store_true")
-  p.add_argument("--config", default=DEFAULT_CONFIG, help="config file whose method sections are used")
+  p.add_argument("--config", default=config_files.BASE, help="config file whose method sections are used")
   return p.parse_args(argv)
 
 
@@ -113,7 +99,7 @@ def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   from dreamfusion_jax.prior import stable_diffusion  # pylint: disable=g-import-not-at-top  # slow import
 
-  config = configure(load_config(args.config), args.prompt, args.method, args.steps, args.guidance_scale)
+  config = configure(config_files.load(args.config), args.prompt, args.method, args.steps, args.guidance_scale)
   prior, params = stable_diffusion.load_prior(
       args.prior, args.dtype, local_files_only=args.local_files_only, from_pt=args.from_pt
   )

@@ -17,7 +17,9 @@ albedo views then its textureless views (the scored renders).
 
 `--shard k/n` runs every n-th run from the k-th, so n processes (one per core or machine) share one
 benchmark; each writes results_k_of_n.json/.md, and a last unsharded call reuses every run for the
-full table.
+full table. A run's scores are saved beside it (scores.json, scored_views.npy) with what they were scored
+with (the judge's hash or the CLIP folder, the prompt set, the number of views), so that call re-scores
+only what changed.
 """
 
 import copy
@@ -58,6 +60,8 @@ _CLIP = flags.DEFINE_string("clip", None, "Score with a real CLIP (FlaxCLIPModel
 flags.mark_flags_as_required(["config", "workdir"])
 
 IOU_RESOLUTION = 64  # occupancy grid per side for the geometry score
+SCORES_FILE = "scores.json"  # in a run folder: its scores, and what they were scored with
+VIEWS_FILE = "scored_views.npy"  # ... and the scored renders, for views.png
 
 
 def default_prompts(count: int = 12) -> list:
@@ -132,6 +136,29 @@ def score_truth(config, prompt: str, prompts: list, scorers: dict, num_views: in
           "r_geo": r_precision.r_precision(scorers["geo"], render(shading.TEXTURELESS), truth, prompts)}
 
 
+def load_scores(run_dir: str, key: dict):
+  """(scores, views) saved in `run_dir` under the same `key` (scorer, prompts, views, run), else None."""
+  try:
+    with open(os.path.join(run_dir, SCORES_FILE)) as f:
+      saved = json.load(f)
+    if saved.get("key") != key:
+      return None
+    return saved["scores"], np.load(os.path.join(run_dir, VIEWS_FILE))
+  except (OSError, ValueError, KeyError):  # absent, or cut short by a crash: score again
+    return None
+
+
+def save_scores(run_dir: str, key: dict, scores: dict, views: np.ndarray) -> None:
+  """Writes the views, then scores.json (each replaced whole: a crash leaves the old pair or no match)."""
+  tmp = os.path.join(run_dir, VIEWS_FILE + ".tmp.npy")
+  np.save(tmp, np.asarray(views, np.float32))
+  os.replace(tmp, os.path.join(run_dir, VIEWS_FILE))
+  tmp = os.path.join(run_dir, SCORES_FILE + ".tmp")
+  with open(tmp, "w") as f:
+    json.dump({"key": key, "scores": scores}, f, indent=2)
+  os.replace(tmp, os.path.join(run_dir, SCORES_FILE))
+
+
 def parse_shard(text: str) -> tuple[int, int]:
   """'k/n' -> (k, n) with 0 <= k < n; raises ValueError naming --shard otherwise."""
   try:
@@ -157,6 +184,8 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
   still among all `prompts`, so the shards' rows are final and a later unsharded pass reuses every
   run. Also scores the world's true objects ("truth", once per prompt) and writes WORKDIR/views.png
   (views_K_of_N.png for shard K of N), a row of scored renders per run in the order of the rows.
+  scorers: {"color": Scorer, "geo": Scorer} and optionally "id", naming them: with an id each run's
+  scores are saved beside it and reused by later calls under the same id, prompts and views.
   """
   jobs = benchmark_jobs(methods, prompts, seeds, shard)
   k, n = shard
@@ -173,7 +202,17 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
     params, summary = train_or_reuse(c, run_dir)
     row = dict(method=method, prompt=prompt, seed=int(seed), steps=summary["steps"],
                wall_time_s=summary["wall_time_s"])
-    scores, views = score_run(c, params, prompt, prompts, scorers, num_views)
+    # Saved scores are reused only under the same scorer (scorers["id"]; none given: never), prompt set,
+    # view count and grid, and for the same finished run (its steps and wall time).
+    key = dict(scorer=scorers.get("id"), prompts=list(prompts), views=num_views, iou_resolution=IOU_RESOLUTION,
+               steps=summary["steps"], wall_time_s=summary["wall_time_s"])
+    saved = load_scores(run_dir, key) if key["scorer"] else None
+    if saved is None:
+      scores, views = score_run(c, params, prompt, prompts, scorers, num_views)
+      if key["scorer"]:
+        save_scores(run_dir, key, scores, views)
+    else:
+      scores, views = saved
     row.update(scores)
     rows.append(row)
     renders.append(views)
@@ -230,10 +269,10 @@ def main(argv):
     raise app.UsageError(str(e)) from e
   if _CLIP.value:
     clip = r_precision.clip_scorer(_CLIP.value)
-    scorers = {"color": clip, "geo": clip}
+    scorers = {"color": clip, "geo": clip, "id": "clip:" + os.path.abspath(_CLIP.value)}
   else:
     scorers = {"color": r_precision.judge_scorer(("shape", "colour")),
-               "geo": r_precision.judge_scorer(("shape",))}
+               "geo": r_precision.judge_scorer(("shape",)), "id": r_precision.judge_id()}
   os.makedirs(_WORKDIR.value, exist_ok=True)
   results = run_benchmark(_CONFIG.value, _WORKDIR.value, _METHODS.value, _SEEDS.value, prompts,
                           _VIEWS.value, scorers, shard)

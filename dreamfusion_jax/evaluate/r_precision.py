@@ -10,6 +10,8 @@ trained on the embedded world (dreamfusion_jax/shapes/judge.py) and a real CLIP 
 FlaxCLIPModel) when its weights are present.
 """
 
+import hashlib
+import os
 from typing import Callable, Sequence
 
 import jax
@@ -57,6 +59,13 @@ def judge_scorer(heads: Sequence[str]) -> Scorer:
   from dreamfusion_jax.shapes import judge  # pylint: disable=g-import-not-at-top
   params = judge.load()
   return lambda images, prompts: judge.score_prompts(params, images, prompts, heads)
+
+
+def judge_id(directory=None) -> str:
+  """'judge:' and the first 12 hex digits of the judge weights' sha256: which judge saved scores are from."""
+  from dreamfusion_jax.shapes import judge  # pylint: disable=g-import-not-at-top
+  with open(os.path.join(directory or judge.JUDGE_DIR, "params.msgpack"), "rb") as f:
+    return "judge:" + hashlib.sha256(f.read()).hexdigest()[:12]
 
 
 def clip_scorer(model_dir: str) -> Scorer:

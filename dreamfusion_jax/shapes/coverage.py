@@ -8,18 +8,15 @@ configs/shapes.py caps the NeRF's covered fraction (a view's mean opacity) at 0.
 """
 
 import argparse
-import os
 
 import jax
 import numpy as np
 
-from dreamfusion_jax.distill import image2d
+from dreamfusion_jax import config_files
 from dreamfusion_jax.nerf import camera as camera_lib
 from dreamfusion_jax.nerf import shading
 from dreamfusion_jax.shapes import captions
 from dreamfusion_jax.shapes import world
-
-SHAPES_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "configs", "shapes.py")
 
 
 def view_coverage(shape: str, cameras: camera_lib.Cameras, supersample: int = 2) -> np.ndarray:
@@ -31,13 +28,13 @@ def view_coverage(shape: str, cameras: camera_lib.Cameras, supersample: int = 2)
 
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-  parser.add_argument("--config", default=os.path.normpath(SHAPES_CONFIG), help="config file")
+  parser.add_argument("--config", default=config_files.SHAPES, help="config file")
   parser.add_argument("--views", type=int, default=512, help="views drawn per shape")
   parser.add_argument("--seed", type=int, default=0)
   args = parser.parse_args()
   if args.views < 1:
     raise ValueError(f"--views must be >= 1, got {args.views}")
-  config = image2d.load_config(args.config)  # refuses a missing file by name
+  config = config_files.load(args.config)  # refuses a missing file by name
   cameras = camera_lib.sample_views(jax.random.PRNGKey(args.seed), args.views, config)
   print(f"covered fraction of {args.views} views of {args.config} "
         f"(reg.coverage_max = {config.reg.coverage_max}):")

@@ -92,15 +92,21 @@ def scoring_view_accuracy(params, cameras, ambient: float = 0.1, diffuse: float 
   """
   from dreamfusion_jax.nerf import shading  # pylint: disable=g-import-not-at-top
   from dreamfusion_jax.shapes import world  # pylint: disable=g-import-not-at-top
+  n, num_colours = cameras.position.shape[0], len(captions.COLOUR_NAMES)
   predict = lambda images, head: np.asarray(jnp.argmax(log_probs(params, images)[head], axis=-1))
+  # One render per shape and mode: in albedo every colour's scenes in one batch, cameras tiled colour-major.
+  tiled = jax.tree_util.tree_map(lambda x: jnp.tile(x, (num_colours,) + (1,) * (x.ndim - 1)), cameras)
+  colour = jnp.repeat(jnp.arange(num_colours, dtype=jnp.int32), n)
+
+  render = lambda s, mode, colours, cams: world.render(world.white_scenes(s, colours, mode), cams, ambient,
+                                                      diffuse, static_shape=s)[0]
   textureless, albedo_shape, albedo_colour = [], [], []
-  for s, shape in enumerate(captions.SHAPES):
-    images, _ = world.render_prompt(f"a {shape}", cameras, shading.TEXTURELESS, ambient, diffuse)
-    textureless.append(predict(images, "shape") == s)
-    for c, colour in enumerate(captions.COLOUR_NAMES):
-      images, _ = world.render_prompt(f"a {colour} {shape}", cameras, shading.ALBEDO, ambient, diffuse)
-      albedo_shape.append(predict(images, "shape") == s)
-      albedo_colour.append(predict(images, "colour") == c)
+  for s in range(len(captions.SHAPES)):
+    textureless.append(predict(render(s, shading.TEXTURELESS, jnp.zeros((n,), jnp.int32), cameras),
+                               "shape") == s)
+    albedo = render(s, shading.ALBEDO, colour, tiled)
+    albedo_shape.append(predict(albedo, "shape") == s)
+    albedo_colour.append(predict(albedo, "colour") == np.asarray(colour))
   return {"textureless_shape": float(np.mean(textureless)), "albedo_shape": float(np.mean(albedo_shape)),
           "albedo_colour": float(np.mean(albedo_colour))}
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dreamfusion_jax import config_files
 from dreamfusion_jax.distill import image2d
 from dreamfusion_jax.prior import stable_diffusion
 from dreamfusion_jax.prior import text as text_lib
@@ -55,7 +56,7 @@ def main() -> None:
   for s in args.shapes:
     for c in args.colours:
       captions.parse_prompt(captions.caption(s, c))  # unknown names fail before any work
-  config = image2d.configure(image2d.load_config(), "unused", args.method, args.steps, args.guidance)
+  config = image2d.configure(config_files.load(), "unused", args.method, args.steps, args.guidance)
   if args.t_max is not None:
     if args.method == "sjc":
       parser.error("--t-max applies to sds and ism (sjc draws its noise levels from config.sjc ticks)")

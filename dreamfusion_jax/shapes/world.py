@@ -120,13 +120,17 @@ def render_prompt(prompt: str, cameras: camera_lib.Cameras, mode: int, ambient: 
   without a colour renders white. Returns (images, coverage) as `render` does.
   """
   shape, colour = captions.parse_prompt(prompt)
-  n = cameras.position.shape[0]
-  colour_index = captions.COLOUR_NAMES.index(colour or "white")
-  scenes = Scenes(shape=jnp.full((n,), captions.SHAPES.index(shape), jnp.int32),
-                  colour=jnp.full((n,), colour_index, jnp.int32),
-                  mode=jnp.full((n,), mode, jnp.int32), background=jnp.ones((n, 2, 3)),
-                  background_axis=jnp.tile(jnp.asarray([[0.0, 1.0, 0.0]]), (n, 1)))
-  return render(scenes, cameras, ambient, diffuse, supersample, static_shape=captions.SHAPES.index(shape))
+  s = captions.SHAPES.index(shape)
+  colours = jnp.full((cameras.position.shape[0],), captions.COLOUR_NAMES.index(colour or "white"))
+  return render(white_scenes(s, colours, mode), cameras, ambient, diffuse, supersample, static_shape=s)
+
+
+def white_scenes(shape: int, colours: jax.Array, mode: int) -> Scenes:
+  """Scenes of shape index `shape` in each of `colours` ([B] indices), all in `mode`, on plain white."""
+  b = colours.shape[0]
+  return Scenes(shape=jnp.full((b,), shape, jnp.int32), colour=jnp.asarray(colours, jnp.int32),
+                mode=jnp.full((b,), mode, jnp.int32), background=jnp.ones((b, 2, 3)),
+                background_axis=jnp.tile(jnp.asarray([[0.0, 1.0, 0.0]]), (b, 1)))
 
 
 def sample_scenes(key: jax.Array, batch_size: int, white_background_prob: float = 0.0) -> Scenes:
