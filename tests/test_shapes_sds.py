@@ -22,7 +22,10 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "configs"))
 import shapes  # pylint: disable=g-import-not-at-top,wrong-import-position
 
-STEPS = 150
+# Measured: log p of the prompt -15.9 at init and -1.4 after this 60-step run (seed 0); in 150-step runs,
+# seeds 0 / 1: -2.0 / -2.1 at step 60, -0.9 / -0.7 at the end. 60 steps keep a wide margin over the +5
+# asserted.
+STEPS = 60
 PROMPT = "a red cube"
 
 pytestmark = pytest.mark.skipif(
@@ -58,5 +61,6 @@ def test_sds_on_the_shipped_prior_raises_the_judges_score():
     state, metrics = train_step(state, frozen, text)
   assert bool(metrics["finite"])
   after = _judge_log_prob(judge_params, config, scene, jax.device_get(state.params))
-  # log p is <= 0; the untrained blob sits near chance (log(1/8) per head, about -4.2 for both).
-  assert after > before + 1.0, (before, after)
+  # log p is <= 0; the judge is sure the untrained grey blob is some other shape and colour (chance would
+  # be log(1/8) per head, about -4.2 for both), and a few dozen SDS steps make "a red cube" its best guess.
+  assert after > before + 5.0, (before, after)
