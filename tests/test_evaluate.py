@@ -88,38 +88,32 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   assert "| true objects | 1.00 | 1.00 |" in evaluate_cli.markdown_table(out["table"], out["truth"])
   assert not os.path.exists(summary.parent / evaluate_cli.SCORES_FILE), "unnamed scorers save nothing"
 
-
-def test_saved_scores_are_reused_under_the_same_scorer_prompts_and_views_only(tmp_path):
-  config = tiny.get_config()
-  config.prior.model = prior_testing.tiny_prior_dir(tmp_path / "prior", "pixel")
-  config.prompt = "placeholder"
-  config.num_steps = 2
-  calls = []
-
+  # Named scorers: the run's scores are saved beside it and read back under the same name, prompts and
+  # views; anything else scores it again. Scorer "a" retrieves the red cube, "b" anything but.
   def named(score_id):
-    def scorer(images, ps):
+    def named_scorer(images, ps):
       calls.append(score_id)
-      hits = jnp.asarray([p == "a red cube" for p in ps], jnp.float32)  # retrieves the red cube
+      hits = jnp.asarray([p == "a red cube" for p in ps], jnp.float32)
       return jnp.broadcast_to(hits if score_id == "a" else 1.0 - hits, (images.shape[0], len(ps)))
-    return {"color": scorer, "geo": scorer, "id": score_id}
+    return {"color": named_scorer, "geo": named_scorer, "id": score_id}
 
-  run = lambda scorers, prompts, views=2: evaluate_cli.run_benchmark(
-      config, str(tmp_path / "eval"), ["sds"], ["0"], prompts, views, scorers, shard=(0, len(prompts)))
-  prompts = ["a red cube", "a blue torus"]
-  first = run(named("a"), prompts)
-  assert first["rows"][0]["r_color"] == 1.0 and len(calls) == 4  # truth and run, albedo and textureless
+  run = lambda scorers, ps, views=2: evaluate_cli.run_benchmark(
+      config, str(tmp_path / "eval"), ["sds"], ["0"], ps, views, scorers, shard=(0, len(ps)))
+  calls.clear()
+  first = run(named("a"), prompts)  # shard 0 of 2: the red cube's run only
+  assert first["rows"][0]["r_color"] == 1.0 and calls == ["a"] * 4  # truth and run, albedo and textureless
   views = np.asarray(Image.open(tmp_path / "eval" / "views_0_of_2.png"))
   calls.clear()
   again = run(named("a"), prompts)
   assert calls == ["a", "a"], "only the true objects are scored again, the run's scores are read back"
   assert again["rows"] == first["rows"]
   np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "eval" / "views_0_of_2.png")), views)
-  for scorers, ps, num_views in ((named("b"), prompts, 2), (named("b"), prompts[:1] + ["a red sphere"], 2),
-                                 (named("b"), prompts, 1)):
+  for ps, num_views in ((prompts, 2), (prompts[:1] + ["a red sphere"], 2), (prompts, 1)):
     calls.clear()
-    out = run(scorers, ps, num_views)
+    out = run(named("b"), ps, num_views)
     assert calls == ["b"] * 4, "another scorer, prompt set or view count scores the run again"
-    assert out["rows"][0]["r_color"] == 0.0  # scorer b retrieves anything but the red cube
+    assert out["rows"][0]["r_color"] == 0.0
+  assert os.path.getmtime(summary) == stamp
 
 
 def test_judge_id_names_the_weights_bytes(tmp_path):
