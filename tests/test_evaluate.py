@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dreamfusion_jax import train
 from dreamfusion_jax.evaluate import __main__ as evaluate_cli
 from dreamfusion_jax.evaluate import geometry
 from dreamfusion_jax.evaluate import r_precision
@@ -114,6 +115,32 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
     assert calls == ["b"] * 4, "another scorer, prompt set or view count scores the run again"
     assert out["rows"][0]["r_color"] == 0.0
   assert os.path.getmtime(summary) == stamp
+
+
+def test_an_interrupted_run_stops_the_benchmark_unscored_and_resumes(tmp_path, monkeypatch):
+  """SIGTERM mid-run (here: a step budget, as train's tests stand in for it) must not yield a score."""
+  config = tiny.get_config()
+  config.prior.model = prior_testing.tiny_prior_dir(tmp_path / "prior", "pixel")
+  config.prompt = "placeholder"
+  config.num_steps = 3
+  calls = []
+
+  def scorer(images, ps):
+    calls.append(images.shape)
+    return jnp.zeros((images.shape[0], len(ps)))
+
+  scorers = {"color": scorer, "geo": scorer, "id": "test"}
+  run = lambda: evaluate_cli.run_benchmark(config, str(tmp_path / "eval"), ["sds"], ["0"], ["a red cube"], 1,
+                                           scorers)
+  real = train.train_and_evaluate
+  monkeypatch.setattr(train, "train_and_evaluate", lambda c, w: real(c, w, stop_after=1))
+  with pytest.raises(evaluate_cli.Interrupted, match=r"stopped at step 1 of 3 \(checkpointed\)"):
+    run()
+  run_dir = tmp_path / "eval" / "sds" / "a_red_cube" / "seed_0"
+  assert len(calls) == 2 and not (run_dir / evaluate_cli.SCORES_FILE).exists()  # only the truth was scored
+  monkeypatch.setattr(train, "train_and_evaluate", real)
+  (row,) = run()["rows"]
+  assert row["steps"] == 3 and json.load(open(run_dir / "summary.json"))["finished"] is True
 
 
 def test_judge_id_names_the_weights_bytes(tmp_path):

@@ -81,8 +81,16 @@ def _slug(text: str) -> str:
   return re.sub(r"[^a-z0-9]+", "_", text.lower()).strip("_")
 
 
+class Interrupted(RuntimeError):
+  """A run stopped before its last step (SIGTERM, preemption): it is checkpointed, not scored."""
+
+
 def train_or_reuse(config, workdir: str):
-  """Params of a finished run in `workdir`, training it first if needed."""
+  """Params of a finished run in `workdir`, training it first if needed.
+
+  Raises Interrupted when the training stops early (SIGTERM): the benchmark stops there instead of
+  scoring a half-trained run; the same command resumes it from its checkpoint.
+  """
   summary_path = os.path.join(workdir, "summary.json")
   if os.path.exists(summary_path):
     with open(summary_path) as f:
@@ -91,7 +99,11 @@ def train_or_reuse(config, workdir: str):
       return checkpoint.restore_params(workdir)[0], summary
   state = train.train_and_evaluate(config, workdir)
   with open(summary_path) as f:
-    return jax.device_get(state.params), json.load(f)
+    summary = json.load(f)
+  if not summary.get("finished"):
+    raise Interrupted(f"{workdir} stopped at step {summary.get('steps')} of {config.num_steps} (checkpointed); "
+                      "run the same command again to resume it and the rest of the benchmark")
+  return jax.device_get(state.params), summary
 
 
 def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_views: int):
@@ -274,8 +286,12 @@ def main(argv):
     scorers = {"color": r_precision.judge_scorer(("shape", "colour")),
                "geo": r_precision.judge_scorer(("shape",)), "id": r_precision.judge_id()}
   os.makedirs(_WORKDIR.value, exist_ok=True)
-  results = run_benchmark(_CONFIG.value, _WORKDIR.value, _METHODS.value, _SEEDS.value, prompts,
-                          _VIEWS.value, scorers, shard)
+  try:
+    results = run_benchmark(_CONFIG.value, _WORKDIR.value, _METHODS.value, _SEEDS.value, prompts,
+                            _VIEWS.value, scorers, shard)
+  except Interrupted as e:
+    print(f"benchmark interrupted: {e}", flush=True)
+    raise SystemExit(1) from e
   name = "results" if shard[1] == 1 else f"results_{shard[0]}_of_{shard[1]}"
   with open(os.path.join(_WORKDIR.value, name + ".json"), "w") as f:
     json.dump(results, f, indent=2)
