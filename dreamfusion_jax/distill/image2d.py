@@ -99,7 +99,8 @@ def main(argv=None):
   args = parse_args(sys.argv[1:] if argv is None else argv)
   from dreamfusion_jax.prior import stable_diffusion  # pylint: disable=g-import-not-at-top  # slow import
 
-  config = configure(config_files.load(args.config), args.prompt, args.method, args.steps, args.guidance_scale)
+  config = configure(config_files.load(args.config), args.prompt, args.method, args.steps,
+                     args.guidance_scale)
   prior, params = stable_diffusion.load_prior(
       args.prior, args.dtype, local_files_only=args.local_files_only, from_pt=args.from_pt
   )

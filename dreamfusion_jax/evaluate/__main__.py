@@ -101,8 +101,8 @@ def train_or_reuse(config, workdir: str):
   with open(summary_path) as f:
     summary = json.load(f)
   if not summary.get("finished"):
-    raise Interrupted(f"{workdir} stopped at step {summary.get('steps')} of {config.num_steps} (checkpointed); "
-                      "run the same command again to resume it and the rest of the benchmark")
+    raise Interrupted(f"{workdir} stopped at step {summary.get('steps')} of {config.num_steps} "
+                      "(checkpointed); run the same command again to resume it and the rest of the benchmark")
   return jax.device_get(state.params), summary
 
 
@@ -216,8 +216,8 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
                wall_time_s=summary["wall_time_s"])
     # Saved scores are reused only under the same scorer (scorers["id"]; none given: never), prompt set,
     # view count and grid, and for the same finished run (its steps and wall time).
-    key = dict(scorer=scorers.get("id"), prompts=list(prompts), views=num_views, iou_resolution=IOU_RESOLUTION,
-               steps=summary["steps"], wall_time_s=summary["wall_time_s"])
+    key = dict(scorer=scorers.get("id"), prompts=list(prompts), views=num_views,
+               iou_resolution=IOU_RESOLUTION, steps=summary["steps"], wall_time_s=summary["wall_time_s"])
     saved = load_scores(run_dir, key) if key["scorer"] else None
     if saved is None:
       scores, views = score_run(c, params, prompt, prompts, scorers, num_views)
