@@ -85,20 +85,27 @@ class Interrupted(RuntimeError):
   """A run stopped before its last step (SIGTERM, preemption): it is checkpointed, not scored."""
 
 
+def finished_summary(workdir: str):
+  """summary.json of `workdir` if its run finished, else None."""
+  try:
+    with open(os.path.join(workdir, "summary.json")) as f:
+      summary = json.load(f)
+  except FileNotFoundError:
+    return None
+  return summary if summary.get("finished") else None
+
+
 def train_or_reuse(config, workdir: str):
   """Params of a finished run in `workdir`, training it first if needed.
 
   Raises Interrupted when the training stops early (SIGTERM): the benchmark stops there instead of
   scoring a half-trained run; the same command resumes it from its checkpoint.
   """
-  summary_path = os.path.join(workdir, "summary.json")
-  if os.path.exists(summary_path):
-    with open(summary_path) as f:
-      summary = json.load(f)
-    if summary.get("finished"):
-      return checkpoint.restore_params(workdir)[0], summary
+  summary = finished_summary(workdir)
+  if summary is not None:
+    return checkpoint.restore_params(workdir)[0], summary
   state = train.train_and_evaluate(config, workdir)
-  with open(summary_path) as f:
+  with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)
   if not summary.get("finished"):
     raise Interrupted(f"{workdir} stopped at step {summary.get('steps')} of {config.num_steps} "
@@ -148,8 +155,17 @@ def score_truth(config, prompt: str, prompts: list, scorers: dict, num_views: in
           "r_geo": r_precision.r_precision(scorers["geo"], render(shading.TEXTURELESS), truth, prompts)}
 
 
+def score_key(scorers: dict, prompts, num_views: int, summary: dict) -> dict:
+  """What a run's saved scores hold for: the scorer (scorers["id"]), prompt set, view count and grid,
+  and the finished run itself (its steps and wall time: a run retrained into the folder is re-scored)."""
+  return dict(scorer=scorers.get("id"), prompts=list(prompts), views=num_views,
+              iou_resolution=IOU_RESOLUTION, steps=summary["steps"], wall_time_s=summary["wall_time_s"])
+
+
 def load_scores(run_dir: str, key: dict):
-  """(scores, views) saved in `run_dir` under the same `key` (scorer, prompts, views, run), else None."""
+  """(scores, views) saved in `run_dir` under the same `key`, else None (also without a scorer id)."""
+  if not key["scorer"]:
+    return None
   try:
     with open(os.path.join(run_dir, SCORES_FILE)) as f:
       saved = json.load(f)
@@ -161,7 +177,10 @@ def load_scores(run_dir: str, key: dict):
 
 
 def save_scores(run_dir: str, key: dict, scores: dict, views: np.ndarray) -> None:
-  """Writes the views, then scores.json (each replaced whole: a crash leaves the old pair or no match)."""
+  """Writes the views, then scores.json (each replaced whole: a crash leaves the old pair or no match);
+  nothing without a scorer id."""
+  if not key["scorer"]:
+    return
   tmp = os.path.join(run_dir, VIEWS_FILE + ".tmp.npy")
   np.save(tmp, np.asarray(views, np.float32))
   os.replace(tmp, os.path.join(run_dir, VIEWS_FILE))
@@ -211,21 +230,17 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
       c.distill, c.prompt, c.seed = method, prompt, int(seed)
       c.export.formats = ()
     run_dir = os.path.join(workdir, method, _slug(prompt), f"seed_{seed}")
-    params, summary = train_or_reuse(c, run_dir)
-    row = dict(method=method, prompt=prompt, seed=int(seed), steps=summary["steps"],
-               wall_time_s=summary["wall_time_s"])
-    # Saved scores are reused only under the same scorer (scorers["id"]; none given: never), prompt set,
-    # view count and grid, and for the same finished run (its steps and wall time).
-    key = dict(scorer=scorers.get("id"), prompts=list(prompts), views=num_views,
-               iou_resolution=IOU_RESOLUTION, steps=summary["steps"], wall_time_s=summary["wall_time_s"])
-    saved = load_scores(run_dir, key) if key["scorer"] else None
+    # A finished run with scores saved under the same key is read back without restoring its params.
+    summary = finished_summary(run_dir)
+    saved = load_scores(run_dir, score_key(scorers, prompts, num_views, summary)) if summary else None
     if saved is None:
+      params, summary = train_or_reuse(c, run_dir)
       scores, views = score_run(c, params, prompt, prompts, scorers, num_views)
-      if key["scorer"]:
-        save_scores(run_dir, key, scores, views)
+      save_scores(run_dir, score_key(scorers, prompts, num_views, summary), scores, views)
     else:
       scores, views = saved
-    row.update(scores)
+    row = dict(method=method, prompt=prompt, seed=int(seed), steps=summary["steps"],
+               wall_time_s=summary["wall_time_s"], **scores)
     rows.append(row)
     renders.append(views)
     # Rewritten after every run (a small PNG) so a benchmark stopped hours in still has its picture.
