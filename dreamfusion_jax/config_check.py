@@ -32,6 +32,7 @@ NON_NEGATIVE = (
     "reg.orientation_anneal_steps", "reg.opacity", "reg.entropy", "reg.entropy_start",
     "reg.entropy_ramp_steps", "reg.coverage", "sjc.emptiness_weight",
     "sjc.center_depth_weight", "optim.warmup_steps", "optim.grad_clip", "nerf.blob_density",
+    "nerf.coarse_to_fine_steps", "nerf.coarse_to_fine_start",
     "sds.guidance_scale", "sjc.guidance_scale", "ism.guidance_scale")
 POSITIVE = ("nerf.bound", "nerf.blob_radius", "optim.lr", "optim.eps")
 PROBABILITIES = ("shading.shaded_prob", "shading.textureless_prob", "sds.t_min", "sds.t_max",
@@ -83,6 +84,9 @@ def problems(config) -> list:
   if max(config.camera.distance_range) + config.camera.position_jitter * 3 ** 0.5 >= 10 * config.nerf.bound:
     out.append("config.camera.distance_range puts the camera implausibly far from a scene of radius "
                f"config.nerf.bound = {config.nerf.bound}.")
+  if config.nerf.coarse_to_fine_steps > 0 and config.nerf.encoding != "ipe":
+    out.append(f"config.nerf.coarse_to_fine_steps = {config.nerf.coarse_to_fine_steps} works through IPE's "
+               f"damping: it needs config.nerf.encoding = 'ipe', got {config.nerf.encoding!r} (or set it to 0).")
   bad_formats = [f for f in config.export.formats if f not in EXPORT_FORMATS]
   if bad_formats:
     out.append(f"config.export.formats has {bad_formats}: allowed are {', '.join(EXPORT_FORMATS)}.")

@@ -18,6 +18,7 @@ from dreamfusion_jax import distill
 from dreamfusion_jax import distributed
 from dreamfusion_jax.distill import sjc as sjc_lib
 from dreamfusion_jax.nerf import camera
+from dreamfusion_jax.nerf import encoding
 from dreamfusion_jax.nerf import field
 from dreamfusion_jax.nerf import regularizers
 from dreamfusion_jax.nerf import render
@@ -62,10 +63,18 @@ def init_state(config, scene, optimizer, mesh) -> TrainState:
   return jax.jit(init, out_shardings=distributed.replicated(mesh))(jax.random.PRNGKey(config.seed))
 
 
+def encoding_blur(step, config) -> jax.Array:
+  """The extra IPE variance of training step `step` (config.nerf.coarse_to_fine_*; 0 when off)."""
+  n = config.nerf
+  return encoding.coarse_to_fine_variance(step, int(n.num_freqs), float(n.coarse_to_fine_start),
+                                          int(n.coarse_to_fine_steps))
+
+
 def _loss(params, batch, *, config, scene, prior, prior_params, text, keys, step):
   """Total loss of one view batch and its named terms (all scalars)."""
   cams, modes = batch
-  out = render.render_views(scene, params, cams, keys["render"], config, modes, train=True)
+  out = render.render_views(scene, params, cams, keys["render"], config, modes, train=True,
+                            extra_variance=encoding_blur(step, config))
   if config.prior.latent_render:
     x = prior.latents_from_render(out.rgb)
   else:

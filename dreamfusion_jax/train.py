@@ -53,10 +53,15 @@ def _render_fn(config, scene):
   """Jitted eval render of fixed cameras in one shading mode, params as an argument (logged view grids)."""
 
   @jax.jit
-  def fn(params, cams, modes):
-    return render.render_views(scene, params, cams, jax.random.PRNGKey(0), config, modes, train=False)
+  def fn(params, cams, modes, step):
+    return render.render_views(scene, params, cams, jax.random.PRNGKey(0), config, modes, train=False,
+                               extra_variance=step_lib.encoding_blur(step, config))
 
-  return lambda params, cams, mode: fn(params, cams, jnp.full(cams.focal.shape, mode, jnp.int32))
+  def render_fn(params, cams, mode, step=config.num_steps):
+    """`step`: render the field as training step `step` sees it (blurred while coarse-to-fine runs)."""
+    return fn(params, cams, jnp.full(cams.focal.shape, mode, jnp.int32), jnp.int32(step))
+
+  return render_fn
 
 
 def setup(config, workdir):
@@ -118,7 +123,8 @@ def train_and_evaluate(config, workdir: str, *, stop_after: int | None = None) -
         reporter.scalars(step, {k: v for k, v in metrics.items() if k != "finite"})
       if step % config.log.images_every == 0 and reporter.active:
         params = distributed.local_copy(state.params)
-        reporter.image(step, "views", summaries.view_grid(render_fn, params, config))
+        at_step = lambda p, c, m, step=step: render_fn(p, c, m, step)
+        reporter.image(step, "views", summaries.view_grid(at_step, params, config))
       checkpoint.save(manager, step, state)
     else:
       if stop_after is not None and end < config.num_steps:

@@ -64,6 +64,9 @@ def test_configs_are_locked():
     ({"reg__coverage_max": 1.2}, "config.reg.coverage_max = 1.2: must be in [0, 1]"),
     ({"nerf__background_saturation": -0.5}, "config.nerf.background_saturation = -0.5: must be in [0, 1]"),
     ({"export__formats": ("mp4", "usdz")}, "config.export.formats has ['usdz']"),
+    ({"nerf__encoding": "hashgrid", "nerf__coarse_to_fine_steps": 100},
+     "config.nerf.coarse_to_fine_steps = 100 works through IPE's damping"),
+    ({"nerf__coarse_to_fine_start": -1.0}, "config.nerf.coarse_to_fine_start = -1.0: must be >= 0"),
     ({"prior__textureless_drop_words": ("red", " ")}, "config.prior.textureless_drop_words = ('red', ' ')"),
     ({"prior__textureless_drop_words": ("a", "red", "cube")}, "removes every word of the prompt 'a red cube'"),
 ])

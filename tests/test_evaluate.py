@@ -3,6 +3,7 @@
 import json
 import os
 import shutil
+import subprocess
 import sys
 
 import jax.numpy as jnp
@@ -116,6 +117,26 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
     assert out["rows"][0]["r_color"] == 0.0
   assert os.path.getmtime(summary) == stamp
 
+  # Part of a prompt set scored among the whole set's captions, as the whole set's benchmark scores it.
+  seen = []
+
+  def spy(images, ps):
+    seen.append(tuple(ps))
+    return jnp.zeros((images.shape[0], len(ps)))
+
+  run_part = lambda retrieval: evaluate_cli.run_benchmark(
+      config, str(tmp_path / "eval"), ["sds"], ["0"], prompts[:1], 2, {"color": spy, "geo": spy, "id": "spy"},
+      retrieval=retrieval)
+  run_part(prompts)
+  assert seen == [tuple(prompts)] * 4
+  with open(summary.parent / evaluate_cli.SCORES_FILE) as f:
+    assert json.load(f)["key"]["prompts"] == prompts
+  seen.clear()
+  with pytest.raises(ValueError, match="missing"):
+    run_part(["a blue torus"])  # the benchmark prompt is not among the captions
+  assert not seen, "refused before any scoring"
+  assert os.path.getmtime(summary) == stamp
+
 
 def test_an_interrupted_run_stops_the_benchmark_unscored_and_resumes(tmp_path, monkeypatch):
   """SIGTERM mid-run (here: a step budget, as train's tests stand in for it) must not yield a score."""
@@ -205,3 +226,18 @@ def test_means_average_scores_and_take_the_geometric_mean_of_non_empty_sizes():
   assert m["empty"] == pytest.approx(1 / 3) and m["runs"] == 3
   assert m["r_geo"] == pytest.approx(1 / 3) and m["iou"] == pytest.approx(0.4)
   assert evaluate_cli.means([rows[2]])["size"] is None
+
+
+@pytest.mark.parametrize("retrieval, message", [
+    ("a blue torus", "--retrieval_prompts must hold every prompt of --prompts; missing ['a red cube']"),
+    ("a red cube,a red teapot", "--retrieval_prompts: prompt must read"),
+])
+def test_cli_refuses_bad_retrieval_prompts_before_any_work(tmp_path, retrieval, message):
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  workdir = tmp_path / "eval"
+  done = subprocess.run(
+      [sys.executable, "-m", "dreamfusion_jax.evaluate", "--config", os.path.join(repo, "configs", "tiny.py"),
+       "--workdir", str(workdir), "--prompts", "a red cube", "--retrieval_prompts", retrieval],
+      cwd=repo, capture_output=True, text=True, check=False)
+  assert done.returncode != 0 and message in done.stderr + done.stdout
+  assert not workdir.exists(), "refused before the workdir was made"

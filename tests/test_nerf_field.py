@@ -1,13 +1,18 @@
 """Encodings and the field against closed forms; config validation; numerics at extreme inputs."""
 
+import flax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from configs import base
+from configs import tiny
+from dreamfusion_jax.nerf import camera
 from dreamfusion_jax.nerf import encoding
 from dreamfusion_jax.nerf import field
+from dreamfusion_jax.nerf import render
+from dreamfusion_jax.nerf import shading
 
 
 def _tiny_config(**nerf_overrides):
@@ -39,6 +44,38 @@ def test_ipe_is_the_gaussian_expectation():
       expected.append(np.sum(w * np.sin(2.0**level * samples + phase), axis=-1) / np.sqrt(2 * np.pi))
   got = encoding.integrated_pos_enc(jnp.asarray(mu, jnp.float32), jnp.asarray(var, jnp.float32), num_freqs)
   np.testing.assert_allclose(got[0], np.concatenate(expected), atol=1e-5)
+
+
+def test_coarse_to_fine_opens_one_octave_after_another():
+  num_freqs, start, steps = 6, 2.0, 300
+  var = lambda step: float(encoding.coarse_to_fine_variance(step, num_freqs, start, steps))
+  # At step 0 octave `start` keeps exp(-1/2) of its amplitude (IPE's damping exp(-4^l v / 2)), the next
+  # exp(-2); halfway the cut-off has moved up by half the remaining octaves; from `steps` on, no blur.
+  assert np.exp(-0.5 * 4.0**2 * var(0)) == pytest.approx(np.exp(-0.5), rel=1e-6)
+  assert np.exp(-0.5 * 4.0**3 * var(0)) == pytest.approx(np.exp(-2.0), rel=1e-6)
+  assert np.exp(-0.5 * 4.0**4 * var(150)) == pytest.approx(np.exp(-0.5), rel=1e-6)
+  blurs = [var(s) for s in range(0, steps)]
+  assert all(a > b > 0 for a, b in zip(blurs, blurs[1:]))
+  assert var(steps) == var(2 * steps) == 0.0
+  assert float(encoding.coarse_to_fine_variance(0, num_freqs, start, 0)) == 0.0, "steps = 0: off"
+
+
+def test_a_fully_blurred_field_ignores_the_encoding_weights():
+  """With a huge extra IPE variance every feature is 0, so the renders cannot depend on the weights
+  that read the features; without it they do."""
+  config = tiny.get_config()
+  scene = field.make_scene(config)
+  params = field.init_params(scene, jax.random.PRNGKey(0))
+  flat = flax.traverse_util.flatten_dict(params["params"])
+  kernel = flat[("field", "input", "kernel")]  # the layer that reads the features
+  flat[("field", "input", "kernel")] = kernel + jax.random.normal(jax.random.PRNGKey(2), kernel.shape)
+  changed = {"params": flax.traverse_util.unflatten_dict(flat)}
+  cams = camera.orbit(2, config.render.resolution, 20.0, 1.5)
+  modes = jnp.full((2,), shading.ALBEDO, jnp.int32)
+  draw = lambda p, v: render.render_views(scene, p, cams, jax.random.PRNGKey(1), config, modes, train=False,
+                                          extra_variance=v).rgb
+  np.testing.assert_allclose(draw(params, 1e6), draw(changed, 1e6), atol=1e-6)
+  assert np.abs(draw(params, 0.0) - draw(changed, 0.0)).max() > 1e-3
 
 
 def test_conical_variance_matches_a_sampled_frustum():

@@ -53,6 +53,10 @@ _WORKDIR = flags.DEFINE_string("workdir", None, "Folder of all runs and the resu
 _METHODS = flags.DEFINE_list("methods", ["sds", "sjc", "ism"], "Distillation losses to compare.")
 _SEEDS = flags.DEFINE_list("seeds", ["0", "1"], "Seeds per prompt.")
 _PROMPTS = flags.DEFINE_list("prompts", None, "Prompts (default: 12 covering every shape and colour).")
+_RETRIEVAL = flags.DEFINE_list(
+    "retrieval_prompts", None, "Captions each render is retrieved among (default: --prompts; 'default': "
+    "the 12 default prompts). Give the full set when --prompts is part of it, so that the part scores "
+    "as it does in the whole.")
 _VIEWS = flags.DEFINE_integer("views", 8, "Views around the object per score.")
 _SHARD = flags.DEFINE_string("shard", "0/1", "k/n: run only every n-th run from the k-th, so n processes "
                              "share one benchmark (retrieval is still among all --prompts).")
@@ -208,7 +212,7 @@ def benchmark_jobs(methods, prompts, seeds, shard: tuple[int, int] = (0, 1)) -> 
 
 
 def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
-                  shard: tuple[int, int] = (0, 1)) -> dict:
+                  shard: tuple[int, int] = (0, 1), retrieval=None) -> dict:
   """Trains and scores every (method, prompt, seed); returns per-run rows and per-method means.
 
   shard (k, n): only every n-th run from the k-th, so n processes share a benchmark; retrieval is
@@ -217,11 +221,16 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
   (views_K_of_N.png for shard K of N), a row of scored renders per run in the order of the rows.
   scorers: {"color": Scorer, "geo": Scorer} and optionally "id", naming them: with an id each run's
   scores are saved beside it and reused by later calls under the same id, prompts and views.
+  retrieval: the captions R-precision retrieves among (default: `prompts`; must hold all of them).
   """
+  retrieval = list(retrieval or prompts)
+  missing = [p for p in prompts if p not in retrieval]
+  if missing:
+    raise ValueError(f"retrieval prompts must hold every benchmark prompt; missing {missing}")
   jobs = benchmark_jobs(methods, prompts, seeds, shard)
   k, n = shard
   mine = dict.fromkeys(p for _, p, _ in jobs)  # this shard's prompts, in order
-  truth = {p: score_truth(config, p, prompts, scorers, num_views) for p in mine}
+  truth = {p: score_truth(config, p, retrieval, scorers, num_views) for p in mine}
   views_png = os.path.join(workdir, "views.png" if n == 1 else f"views_{k}_of_{n}.png")
   rows, renders = [], []
   for method, prompt, seed in jobs:
@@ -232,11 +241,11 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
     run_dir = os.path.join(workdir, method, _slug(prompt), f"seed_{seed}")
     # A finished run with scores saved under the same key is read back without restoring its params.
     summary = finished_summary(run_dir)
-    saved = load_scores(run_dir, score_key(scorers, prompts, num_views, summary)) if summary else None
+    saved = load_scores(run_dir, score_key(scorers, retrieval, num_views, summary)) if summary else None
     if saved is None:
       params, summary = train_or_reuse(c, run_dir)
-      scores, views = score_run(c, params, prompt, prompts, scorers, num_views)
-      save_scores(run_dir, score_key(scorers, prompts, num_views, summary), scores, views)
+      scores, views = score_run(c, params, prompt, retrieval, scorers, num_views)
+      save_scores(run_dir, score_key(scorers, retrieval, num_views, summary), scores, views)
     else:
       scores, views = saved
     row = dict(method=method, prompt=prompt, seed=int(seed), steps=summary["steps"],
@@ -288,8 +297,18 @@ def main(argv):
   unknown = [m for m in _METHODS.value if m not in distill.LOSSES]
   if unknown:
     raise app.UsageError(f"--methods has {unknown}: allowed are {', '.join(distill.LOSSES)}")
-  for p in prompts:
-    captions.parse_prompt(p)  # unknown prompts fail here, before any training
+  retrieval = _RETRIEVAL.value or prompts
+  if retrieval == ["default"]:
+    retrieval = default_prompts()
+  for flag, values in (("--prompts", prompts), ("--retrieval_prompts", retrieval)):
+    for p in values:
+      try:
+        captions.parse_prompt(p)  # unknown prompts fail here, before any training
+      except ValueError as e:
+        raise app.UsageError(f"{flag}: {e}") from e
+  missing = [p for p in prompts if p not in retrieval]
+  if missing:
+    raise app.UsageError(f"--retrieval_prompts must hold every prompt of --prompts; missing {missing}")
   try:
     shard = parse_shard(_SHARD.value)
   except ValueError as e:
@@ -303,7 +322,7 @@ def main(argv):
   os.makedirs(_WORKDIR.value, exist_ok=True)
   try:
     results = run_benchmark(_CONFIG.value, _WORKDIR.value, _METHODS.value, _SEEDS.value, prompts,
-                            _VIEWS.value, scorers, shard)
+                            _VIEWS.value, scorers, shard, retrieval)
   except Interrupted as e:
     print(f"benchmark interrupted: {e}", flush=True)
     raise SystemExit(1) from e

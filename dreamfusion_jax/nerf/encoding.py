@@ -51,3 +51,21 @@ def conical_variance(t_mids: jax.Array, t_deltas: jax.Array, radii: jax.Array) -
   across = (radii[..., None] * t_mids) ** 2 / 4.0
   along = t_deltas**2 / 12.0
   return (2.0 * across + along) / 3.0
+
+
+def coarse_to_fine_variance(step, num_freqs: int, start_octave: float, steps: int) -> jax.Array:
+  """Extra IPE variance at training `step` that opens the encoding's octaves one by one.
+
+  IPE damps octave l by exp(-4^l v / 2), so with v = 4^-c octave c keeps exp(-1/2) = 0.61 of its
+  amplitude, octave c + 1 only exp(-2) = 0.14 and c + 2 exp(-8): the field sees a Gaussian-blurred
+  scene whose finest detail is octave c. c rises linearly from `start_octave` at step 0 to `num_freqs`
+  at `steps`, after which the extra variance is 0 (at c = num_freqs it is already 4^-L, below a
+  sample's own footprint variance). A coarse-to-fine schedule of the encoding's frequencies, as BARF's
+  window (Lin et al. 2021) and Nerfies' (Park et al. 2021) anneal them, done through IPE's own damping.
+  steps = 0 turns it off (0 at every step).
+  """
+  if steps <= 0:
+    return jnp.zeros((), jnp.float32)
+  progress = jnp.clip(jnp.asarray(step, jnp.float32) / steps, 0.0, 1.0)
+  octave = start_octave + (num_freqs - start_octave) * progress
+  return jnp.where(progress < 1.0, 4.0 ** -octave, 0.0).astype(jnp.float32)

@@ -216,7 +216,7 @@ def _batch_like(x: jax.Array, ref: jax.Array) -> jax.Array:
 
 def render_views(scene: Scene, params, cameras: camera_lib.Cameras, key: jax.Array, config, mode, *,
                  train: bool = True, background_key: Optional[jax.Array] = None,
-                 chunk: Optional[int] = None) -> RenderOutput:
+                 chunk: Optional[int] = None, extra_variance=0.0) -> RenderOutput:
   """Renders B camera views of the scene; every field of the output leads with [B, H, W].
 
   Args:
@@ -229,6 +229,8 @@ def render_views(scene: Scene, params, cameras: camera_lib.Cameras, key: jax.Arr
     background_key: key for background=random (default: derived from `key`).
     chunk: rays per chunk within a view (0: all at once; default config.render.chunk or 0). Chunks are
       rematerialised in the backward pass, trading compute for memory.
+    extra_variance: scalar added to every sample's IPE variance, a blur of the field
+      (`encoding.coarse_to_fine_variance`); ignored by the other encodings.
   """
   r = config.render
   batch = cameras.focal.shape[0]
@@ -245,7 +247,7 @@ def render_views(scene: Scene, params, cameras: camera_lib.Cameras, key: jax.Arr
   all_rays = camera_lib.rays(cameras)
 
   def field_fn(points, variances):
-    return scene.apply(params, points, variances)
+    return scene.apply(params, points, variances + extra_variance)
 
   def one_view(view_rays, light, view_mode, view_key, bg_key):
     flat = jax.tree_util.tree_map(lambda x: x.reshape((-1,) + x.shape[2:]), view_rays)
