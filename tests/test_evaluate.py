@@ -182,7 +182,7 @@ def test_benchmark_shard_with_no_runs_is_empty(tmp_path):
   config.prompt = "placeholder"
   idle = evaluate_cli.run_benchmark(config, str(tmp_path / "eval"), ["sds"], ["0"], ["a red cube"], 2,
                                     {"color": None, "geo": None}, shard=(1, 2))  # the only run is shard 0's
-  assert idle == {"rows": [], "table": {}, "truth": None}
+  assert idle == {"rows": [], "table": {}, "truth": None, "jobs": [], "retrieval": ["a red cube"]}
   assert evaluate_cli.markdown_table(idle["table"], idle["truth"]).count("\n") == 1  # header only
 
 
@@ -241,3 +241,35 @@ def test_cli_refuses_bad_retrieval_prompts_before_any_work(tmp_path, retrieval, 
       cwd=repo, capture_output=True, text=True, check=False)
   assert done.returncode != 0 and message in done.stderr + done.stdout
   assert not workdir.exists(), "refused before the workdir was made"
+
+
+def test_an_earlier_benchmark_with_other_runs_is_set_aside_not_overwritten(tmp_path):
+  jobs = evaluate_cli.benchmark_jobs(["sjc"], ["a red cube"], ["1"])
+  retrieval = ["a red cube", "a blue torus"]
+
+  def write(stem, views, jobs, retrieval, text):
+    with open(tmp_path / (stem + ".json"), "w") as f:
+      json.dump({"jobs": [list(j) for j in jobs], "retrieval": retrieval, "note": text}, f)
+    (tmp_path / (stem + ".md")).write_text(text)
+    (tmp_path / views).write_text(text)
+
+  assert evaluate_cli.set_aside_other_results(str(tmp_path), (0, 1), jobs, retrieval) == []  # nothing yet
+  write("results", "views.png", jobs, retrieval, "same")
+  assert evaluate_cli.set_aside_other_results(str(tmp_path), (0, 1), jobs, retrieval) == []
+  assert (tmp_path / "results.md").read_text() == "same", "the same benchmark again updates its files"
+  for i, other in enumerate([(evaluate_cli.benchmark_jobs(["sds"], ["a red cube"], ["1"]), retrieval),
+                             (jobs, retrieval[:1])], start=1):
+    write("results", "views.png", *other, f"other {i}")
+    moved = evaluate_cli.set_aside_other_results(str(tmp_path), (0, 1), jobs, retrieval)
+    assert sorted(os.path.basename(m) for m in moved) == sorted(
+        [f"results.earlier{i}.json", f"results.earlier{i}.md", f"views.earlier{i}.png"])
+    assert not (tmp_path / "results.json").exists() and not (tmp_path / "views.png").exists()
+    assert (tmp_path / f"views.earlier{i}.png").read_text() == f"other {i}"
+  assert (tmp_path / "results.earlier1.md").read_text() == "other 1", "an earlier set-aside file is kept too"
+  # A shard's files are its own: results_0_of_2 does not touch the unsharded results.
+  write("results", "views.png", [], retrieval, "unsharded")
+  write("results_0_of_2", "views_0_of_2.png", [], retrieval, "shard")
+  moved = evaluate_cli.set_aside_other_results(str(tmp_path), (0, 2), jobs, retrieval)
+  assert [os.path.basename(m) for m in moved] == [
+      "results_0_of_2.earlier1.json", "results_0_of_2.earlier1.md", "views_0_of_2.earlier1.png"]
+  assert (tmp_path / "results.json").exists()

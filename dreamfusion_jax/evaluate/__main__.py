@@ -19,7 +19,9 @@ albedo views then its textureless views (the scored renders).
 benchmark; each writes results_k_of_n.json/.md, and a last unsharded call reuses every run for the
 full table. A run's scores are saved beside it (scores.json, scored_views.npy) with what they were scored
 with (the judge's hash or the CLIP folder, the prompt set, the number of views), so that call re-scores
-only what changed.
+only what changed. Results files of an earlier call that ran other runs (other --methods, --seeds,
+--prompts or --retrieval_prompts) are not overwritten: they are renamed results.earlier1.json (.md, and
+its views.earlier1.png), and so on.
 """
 
 import copy
@@ -211,6 +213,37 @@ def benchmark_jobs(methods, prompts, seeds, shard: tuple[int, int] = (0, 1)) -> 
   return [(m, p, s) for m in methods for p in prompts for s in seeds][k::n]
 
 
+def output_names(shard: tuple[int, int]) -> tuple[str, str]:
+  """(results file stem, views file name) of shard (k, n) in the workdir."""
+  k, n = shard
+  return ("results", "views.png") if n == 1 else (f"results_{k}_of_{n}", f"views_{k}_of_{n}.png")
+
+
+def set_aside_other_results(workdir: str, shard: tuple[int, int], jobs: list, retrieval: list) -> list:
+  """Renames the results and views of an earlier call for this shard if it ran other runs than `jobs`
+  or retrieved among other captions, so they are kept instead of overwritten. Returns the new paths."""
+  stem, views = output_names(shard)
+  try:
+    with open(os.path.join(workdir, stem + ".json")) as f:
+      earlier = json.load(f)
+  except FileNotFoundError:
+    return []
+  except ValueError:  # unreadable: not known to be this call's, so kept
+    earlier = {}
+  if earlier.get("jobs") == [list(j) for j in jobs] and earlier.get("retrieval") == list(retrieval):
+    return []  # the same benchmark run again: its files are updated
+  i = 1
+  while os.path.exists(os.path.join(workdir, f"{stem}.earlier{i}.json")):
+    i += 1
+  moved = []
+  for name, new in ((stem + ".json", f"{stem}.earlier{i}.json"), (stem + ".md", f"{stem}.earlier{i}.md"),
+                    (views, views.replace(".png", f".earlier{i}.png"))):
+    if os.path.exists(os.path.join(workdir, name)):
+      os.replace(os.path.join(workdir, name), os.path.join(workdir, new))
+      moved.append(os.path.join(workdir, new))
+  return moved
+
+
 def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
                   shard: tuple[int, int] = (0, 1), retrieval=None) -> dict:
   """Trains and scores every (method, prompt, seed); returns per-run rows and per-method means.
@@ -228,10 +261,9 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
   if missing:
     raise ValueError(f"retrieval prompts must hold every benchmark prompt; missing {missing}")
   jobs = benchmark_jobs(methods, prompts, seeds, shard)
-  k, n = shard
   mine = dict.fromkeys(p for _, p, _ in jobs)  # this shard's prompts, in order
   truth = {p: score_truth(config, p, retrieval, scorers, num_views) for p in mine}
-  views_png = os.path.join(workdir, "views.png" if n == 1 else f"views_{k}_of_{n}.png")
+  views_png = os.path.join(workdir, output_names(shard)[1])
   rows, renders = [], []
   for method, prompt, seed in jobs:
     c = copy.deepcopy(config)
@@ -257,10 +289,11 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
     print(json.dumps(row), flush=True)
   table = {m: means(r for r in rows if r["method"] == m)
            for m in methods if any(r["method"] == m for r in rows)}  # a shard may hold none of a method
+  done = {"rows": rows, "table": table, "jobs": [list(j) for j in jobs], "retrieval": retrieval}
   if not truth:  # a shard with no runs (more workers than runs)
-    return {"rows": rows, "table": table, "truth": None}
+    return dict(done, truth=None)
   truth_mean = {k: float(np.mean([t[k] for t in truth.values()])) for k in ("r_color", "r_geo")}
-  return {"rows": rows, "table": table, "truth": dict(truth_mean, prompts=truth)}
+  return dict(done, truth=dict(truth_mean, prompts=truth))
 
 
 def means(rows) -> dict:
@@ -320,13 +353,16 @@ def main(argv):
     scorers = {"color": r_precision.judge_scorer(("shape", "colour")),
                "geo": r_precision.judge_scorer(("shape",)), "id": r_precision.judge_id()}
   os.makedirs(_WORKDIR.value, exist_ok=True)
+  jobs = benchmark_jobs(_METHODS.value, prompts, _SEEDS.value, shard)
+  for path in set_aside_other_results(_WORKDIR.value, shard, jobs, list(retrieval)):
+    print(f"kept an earlier benchmark's file (other runs) as {path}", flush=True)
   try:
     results = run_benchmark(_CONFIG.value, _WORKDIR.value, _METHODS.value, _SEEDS.value, prompts,
                             _VIEWS.value, scorers, shard, retrieval)
   except Interrupted as e:
     print(f"benchmark interrupted: {e}", flush=True)
     raise SystemExit(1) from e
-  name = "results" if shard[1] == 1 else f"results_{shard[0]}_of_{shard[1]}"
+  name = output_names(shard)[0]
   with open(os.path.join(_WORKDIR.value, name + ".json"), "w") as f:
     json.dump(results, f, indent=2)
   text = markdown_table(results["table"], results["truth"])
