@@ -84,9 +84,13 @@ def problems(config) -> list:
   if max(config.camera.distance_range) + config.camera.position_jitter * 3 ** 0.5 >= 10 * config.nerf.bound:
     out.append("config.camera.distance_range puts the camera implausibly far from a scene of radius "
                f"config.nerf.bound = {config.nerf.bound}.")
-  if config.nerf.coarse_to_fine_steps > 0 and config.nerf.encoding != "ipe":
-    out.append(f"config.nerf.coarse_to_fine_steps = {config.nerf.coarse_to_fine_steps} works through IPE's "
-               f"damping: it needs config.nerf.encoding = 'ipe', got {config.nerf.encoding!r} (or set it to 0).")
+  c2f = config.nerf.coarse_to_fine_steps
+  if c2f > 0 and config.nerf.encoding != "ipe":
+    out.append(f"config.nerf.coarse_to_fine_steps = {c2f} works through IPE's damping: it needs "
+               f"config.nerf.encoding = 'ipe', got {config.nerf.encoding!r} (or set it to 0).")
+  if c2f > config.num_steps:
+    out.append(f"config.nerf.coarse_to_fine_steps = {c2f} is above config.num_steps = {config.num_steps}: "
+               "training would end on a blurred field that exports and scores do not see.")
   bad_formats = [f for f in config.export.formats if f not in EXPORT_FORMATS]
   if bad_formats:
     out.append(f"config.export.formats has {bad_formats}: allowed are {', '.join(EXPORT_FORMATS)}.")
