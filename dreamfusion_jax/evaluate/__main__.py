@@ -2,6 +2,7 @@ r"""The benchmark: train a prompt set with SDS, SJC and ISM and score every resu
 
   python -m dreamfusion_jax.evaluate --config configs/shapes.py --workdir runs/eval \
       [--methods sds,sjc,ism] [--seeds 0,1] [--prompts "a red cube,a blue torus"] [--config.num_steps=N]
+      [--retrieval_prompts default]  # score part of the default set among all 12 captions
 
 Each (method, prompt, seed) trains into WORKDIR/<method>/<prompt>/seed_<k> (finished runs are reused,
 so an interrupted benchmark resumes), then is scored: R-precision "color" on albedo renders and "geo"
