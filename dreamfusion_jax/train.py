@@ -4,6 +4,7 @@
 can fail (config values, workdir, lock, weights, checkpoint compatibility) runs before compilation.
 """
 
+import functools
 import json
 import signal
 import time
@@ -123,7 +124,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after: int | None = None) -
         reporter.scalars(step, {k: v for k, v in metrics.items() if k != "finite"})
       if step % config.log.images_every == 0 and reporter.active:
         params = distributed.local_copy(state.params)
-        at_step = lambda p, c, m, step=step: render_fn(p, c, m, step)
+        at_step = functools.partial(render_fn, step=step)
         reporter.image(step, "views", summaries.view_grid(at_step, params, config))
       checkpoint.save(manager, step, state)
     else:

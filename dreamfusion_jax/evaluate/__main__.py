@@ -214,6 +214,13 @@ def benchmark_jobs(methods, prompts, seeds, shard: tuple[int, int] = (0, 1)) -> 
   return [(m, p, s) for m in methods for p in prompts for s in seeds][k::n]
 
 
+def check_retrieval(prompts, retrieval) -> None:
+  """Raises ValueError unless every benchmark prompt is among the retrieval captions."""
+  missing = [p for p in prompts if p not in retrieval]
+  if missing:
+    raise ValueError(f"--retrieval_prompts must hold every prompt of --prompts; missing {missing}")
+
+
 def output_names(shard: tuple[int, int]) -> tuple[str, str]:
   """(results file stem, views file name) of shard (k, n) in the workdir."""
   k, n = shard
@@ -258,9 +265,7 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
   retrieval: the captions R-precision retrieves among (default: `prompts`; must hold all of them).
   """
   retrieval = list(retrieval or prompts)
-  missing = [p for p in prompts if p not in retrieval]
-  if missing:
-    raise ValueError(f"retrieval prompts must hold every benchmark prompt; missing {missing}")
+  check_retrieval(prompts, retrieval)
   jobs = benchmark_jobs(methods, prompts, seeds, shard)
   mine = dict.fromkeys(p for _, p, _ in jobs)  # this shard's prompts, in order
   truth = {p: score_truth(config, p, retrieval, scorers, num_views) for p in mine}
@@ -340,9 +345,10 @@ def main(argv):
         captions.parse_prompt(p)  # unknown prompts fail here, before any training
       except ValueError as e:
         raise app.UsageError(f"{flag}: {e}") from e
-  missing = [p for p in prompts if p not in retrieval]
-  if missing:
-    raise app.UsageError(f"--retrieval_prompts must hold every prompt of --prompts; missing {missing}")
+  try:
+    check_retrieval(prompts, retrieval)
+  except ValueError as e:
+    raise app.UsageError(str(e)) from e
   try:
     shard = parse_shard(_SHARD.value)
   except ValueError as e:
