@@ -170,3 +170,29 @@ def test_camera_choice_is_recorded_with_the_step_a_fine_tune_switched_at():
       "cameras from configs/base.py, from step 11180 configs/shapes.py's")
   with pytest.raises(ValueError, match="cameras must be one of"):
     train_prior.record_cameras(old, "wide", 0)
+
+
+def test_warm_start_from_weights_restores_the_saved_params_tokenizer_and_lineage(tiny, tmp_path):
+  """--init-from-weights: training continues from exactly the exported weights, with their tokenizer."""
+  spec_overrides = dict(channels=TINY["channels"], text_width=TINY["text_width"],
+                        text_layers=TINY["text_layers"])
+  earlier = {"step": 7, "loss": 0.5, "warm_start": {"step": 3}, "dtype": "float32",
+             "spec": json.loads(json.dumps(spec_overrides)), "params": {"unet": 1}}
+  weights = str(tmp_path / "weights")
+  prior_model.save_diffusers(weights, tiny["spec"], tiny["params"], os.path.join(tiny["dir"], "tokenizer"),
+                             earlier, dtype=jnp.float32)
+  workdir = str(tmp_path / "run")
+  params, record = train_prior.warm_start_from_weights(weights, workdir, spec_overrides)
+  assert sorted(params) == ["text", "unet"]
+  want, got = jax.tree_util.tree_leaves_with_path(tiny["params"]), jax.tree_util.tree_leaves_with_path(params)
+  assert [jax.tree_util.keystr(p) for p, _ in want] == [jax.tree_util.keystr(p) for p, _ in got]
+  for (_, a), (_, b) in zip(want, got):
+    assert b.dtype == jnp.float32
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  # The tokenizer the weights were trained with, which setup() then keeps.
+  assert tokenizer_lib.load_tokenizer(os.path.join(workdir, "tokenizer")).get_vocab() == tiny["tok"].get_vocab()
+  assert record == {"step": 7, "loss": 0.5, "warm_start": {"step": 3}, "weights": weights}
+  with pytest.raises(ValueError, match="spec"):
+    train_prior.warm_start_from_weights(weights, workdir, dict(spec_overrides, text_layers=3))
+  with pytest.raises(FileNotFoundError, match="training.json"):
+    train_prior.warm_start_from_weights(str(tmp_path), workdir, spec_overrides)

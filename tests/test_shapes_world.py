@@ -139,6 +139,30 @@ def test_sample_batch_is_stratified_and_captions_match_scenes():
       assert text.endswith(f", {camera_lib.VIEW_NAMES[int(batch.view[i])]} view")
 
 
+def test_shape_weights_give_each_shape_its_share_and_uniform_weights_change_nothing():
+  config = base_config.get_config()
+  weights = (1, 1, 1, 1, 2, 2, 2, 2)
+  draw = lambda w: jax.jit(lambda k: world.sample_batch(k, 24, config, 16, supersample=1,
+                                                        shape_weights=w))(jax.random.PRNGKey(3))
+  weighted = draw(weights)
+  np.testing.assert_array_equal(np.asarray(weighted.scenes.shape), np.repeat(np.arange(8), 2 * np.asarray(weights)))
+  # Every image is its own shape's render: the same scene and camera rendered alone agree.
+  cams = world.sample_cameras(jax.random.split(jax.random.PRNGKey(3), 3)[1], 24, config, 16)
+  for i in (0, 3, 4, 13, 23):
+    one = lambda tree: jax.tree_util.tree_map(lambda x: x[i:i + 1], tree)
+    alone, _ = world.render(one(weighted.scenes), one(cams), config.shading.ambient,
+                            config.shading.diffuse, 1)
+    np.testing.assert_allclose(np.asarray(weighted.images[i:i + 1]), np.asarray(alone), atol=1e-5)
+  uniform = draw((1,) * 8)
+  default = draw(None)
+  np.testing.assert_array_equal(np.asarray(uniform.images), np.asarray(default.images))
+  assert world.shape_counts(24, weights) == (2, 2, 2, 2, 4, 4, 4, 4)
+  with pytest.raises(ValueError, match="multiple of 12"):
+    world.shape_counts(16, weights)
+  with pytest.raises(ValueError, match="8 positive integers"):
+    world.shape_counts(16, (1, 2))
+
+
 def test_sample_captions_textureless_never_has_a_colour():
   n = 512
   scenes = world.sample_scenes(jax.random.PRNGKey(4), n).replace(mode=jnp.full((n,), shading.TEXTURELESS))

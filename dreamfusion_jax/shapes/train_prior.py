@@ -5,18 +5,23 @@
   python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/shapes_prior_run --export-only
   python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/shapes_prior_run --steps 8000 --resume \
       --cameras shapes --cooldown-from 7000   # fine-tune on the shapes main job's cameras
+  python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/more --init-from-weights \
+      dreamfusion_jax/shapes/weights --steps 6000 --cameras shapes   # continue the shipped prior
 
 Every step renders a new batch (world.sample_batch, inside the jitted step), captions it, drops 10% of
 captions to "" for classifier-free guidance, and takes an AdamW step on the DDPM epsilon loss of the
 text encoder and UNet together. An EMA of the parameters is kept and is what gets exported, in float16,
 to the diffusers layout under dreamfusion_jax/shapes/weights/. Checkpoints (the whole train state, as
-msgpack) are written every few minutes; --resume continues from the latest.
+msgpack) are written every few minutes; --resume continues from the latest. The shipped folder holds
+only the exported EMA weights, not that train state: --init-from-weights continues training from them
+(fresh optimizer and EMA, the same tokenizer).
 """
 
 import argparse
 import json
 import os
 import platform
+import shutil
 import time
 from typing import Any
 
@@ -103,14 +108,15 @@ def diffusion_loss(params, text, unet, images, ids, key, alphas_cumprod):
   return jnp.mean(weight * jnp.mean((eps - noise)**2, axis=(1, 2, 3)))
 
 
-def make_train_step(text, unet, optimizer, config, batch_size: int):
-  """The jitted step: render a batch, one optimizer update, EMA update."""
+def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weights=None):
+  """The jitted step: render a batch (world.sample_batch's shape_weights), one optimizer update, EMA update."""
   alphas_cumprod = jnp.asarray(prior_model.alphas_cumprod())
 
   def step_fn(state: TrainState, root_key: jax.Array, token_table: jax.Array):
     key = jax.random.fold_in(root_key, state.step)
     data_key, loss_key = jax.random.split(key)
-    batch = world.sample_batch(data_key, batch_size, config, prior_model.RESOLUTION)
+    batch = world.sample_batch(data_key, batch_size, config, prior_model.RESOLUTION,
+                               shape_weights=shape_weights)
     ids = token_table[batch.captions]
     loss, grads = jax.value_and_grad(diffusion_loss)(
         state.params, text, unet, batch.images, ids, loss_key, alphas_cumprod)
@@ -198,6 +204,42 @@ def warm_start(workdir: str):
   return {"text": prior_model.scale_token_embeddings(params["text"]), "unet": params["unet"]}
 
 
+def warm_start_from_weights(weights_dir: str, workdir: str, spec_overrides: dict):
+  """float32 params of an exported prior (the diffusers layout train_prior writes) and its lineage.
+
+  Copies its tokenizer into `workdir` first, so the token ids the weights were trained with stay
+  valid; the weights' training.json must name the spec this run was asked for. Returns (params,
+  record): record is the weights' training.json minus the fields describing the export, to be kept as
+  meta["warm_start"] (it nests the record of any earlier warm start).
+  """
+  from dreamfusion_jax.prior import stable_diffusion  # pylint: disable=g-import-not-at-top
+  info_path = os.path.join(weights_dir, "training.json")
+  if not os.path.exists(info_path):
+    raise FileNotFoundError(f"--init-from-weights: {info_path} is missing; the folder must be one "
+                            "train_prior exported (e.g. dreamfusion_jax/shapes/weights)")
+  with open(info_path) as f:
+    info = json.load(f)
+  if info.get("spec") != json.loads(json.dumps(spec_overrides)):  # tuples as the json's lists
+    raise ValueError(f"--init-from-weights: the weights' spec {info.get('spec')} differs from this "
+                     f"run's {spec_overrides}; pass the weights' --channels/--text-width/--text-layers")
+  target = _paths(workdir)["tokenizer"]
+  os.makedirs(target, exist_ok=True)
+  source = os.path.join(weights_dir, "tokenizer")
+  for name in os.listdir(source):
+    shutil.copyfile(os.path.join(source, name), os.path.join(target, name))
+  _, loaded = stable_diffusion.load_prior(weights_dir, "float32", local_files_only=True,
+                                          require_vae=False)
+  params = {"text": flax.core.unfreeze(loaded["text_encoder"]),
+            "unet": flax.core.unfreeze(loaded["unet"])}
+  record = {k: v for k, v in info.items() if k in LINEAGE_FIELDS}
+  return jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params), dict(record, weights=weights_dir)
+
+
+# What a warm start keeps of the weights' training.json: how they were trained, not how they were saved.
+LINEAGE_FIELDS = ("step", "wall_seconds", "loss", "batch", "lr", "seed", "hardware", "camera_phases",
+                  "cooldown", "shape_weights", "warm_start")
+
+
 def record_cameras(meta: dict, cameras: str, step: int) -> dict:
   """meta with `cameras` (a CAMERA_CONFIGS name) as the camera distribution from `step` on.
 
@@ -231,14 +273,22 @@ def describe_cameras(meta: dict) -> str:
 def train(args) -> None:
   spec_overrides = dict(channels=tuple(args.channels), text_width=args.text_width,
                         text_layers=args.text_layers)
+  shape_weights = tuple(args.shape_weights)
+  paths = _paths(args.workdir)
+  warm = None
+  if args.init_from_weights and not (args.resume and os.path.exists(paths["checkpoint"])):
+    # Before setup(), which keeps the tokenizer it finds in the workdir: the weights' own.
+    warm = warm_start_from_weights(args.init_from_weights, args.workdir, spec_overrides)
   spec, text, unet, token_table = setup(args.workdir, spec_overrides)
   config = CAMERA_CONFIGS[args.cameras]()
   optimizer = make_optimizer(args.lr, args.warmup, args.cooldown_from, args.steps)
-  params = prior_model.init_params(jax.random.PRNGKey(args.seed), spec, text, unet)
+  meta = {"step": 0, "wall_seconds": 0.0, "loss": None}
+  if warm is not None:
+    params, meta["warm_start"] = warm
+  else:
+    params = prior_model.init_params(jax.random.PRNGKey(args.seed), spec, text, unet)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
                      ema=jax.tree_util.tree_map(jnp.copy, params), opt_state=optimizer.init(params))
-  meta = {"step": 0, "wall_seconds": 0.0, "loss": None}
-  paths = _paths(args.workdir)
   if args.init_from:
     params = warm_start(args.init_from)
     state = TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -252,13 +302,13 @@ def train(args) -> None:
       meta = json.load(f)
     print(f"resumed from step {int(state.step)}")
   meta.update(spec=spec_overrides, batch=args.batch, seed=args.seed, lr=args.lr, hardware=hardware(),
-              target_steps=args.steps)
+              target_steps=args.steps, shape_weights=list(shape_weights))
   meta = record_cameras(meta, args.cameras, int(state.step))
   meta.pop("cooldown", None)  # a resumed run records this session's schedule, not an earlier one's
   if args.cooldown_from:
     meta["cooldown"] = {"from_step": args.cooldown_from, "to_step": args.steps, "kind": "cosine",
                         "final_lr": COOLDOWN_FLOOR * args.lr}
-  step_fn = make_train_step(text, unet, optimizer, config, args.batch)
+  step_fn = make_train_step(text, unet, optimizer, config, args.batch, shape_weights)
   root_key = jax.random.PRNGKey(args.seed + 1)
   print(f"text encoder {prior_model.num_params(params['text']):,} params, "
         f"unet {prior_model.num_params(params['unet']):,} params", flush=True)
@@ -303,12 +353,24 @@ def main() -> None:
                       help="stop (checkpoint and export) after this long in this session; 0: no limit")
   parser.add_argument("--init-from", default="",
                       help="start from the params of this workdir's checkpoint (see warm_start)")
+  parser.add_argument("--init-from-weights", default="",
+                      help="start from an exported prior (e.g. dreamfusion_jax/shapes/weights): its EMA "
+                           "weights and tokenizer, a fresh optimizer; ignored once the workdir has a "
+                           "checkpoint and --resume is given")
+  parser.add_argument("--shape-weights", type=int, nargs=len(captions.SHAPES),
+                      default=[1] * len(captions.SHAPES),
+                      help="relative share of each shape in a batch, in the order " +
+                           " ".join(captions.SHAPES) + "; --batch must be a multiple of their sum")
   parser.add_argument("--resume", action="store_true", help="continue from the workdir's checkpoint")
   parser.add_argument("--export-only", action="store_true", help="export the latest checkpoint, no training")
   parser.add_argument("--out", default=WEIGHTS_DIR, help="where the diffusers layout is written")
   args = parser.parse_args()
-  if args.batch < 8 or args.batch % len(captions.SHAPES):
-    raise ValueError(f"--batch must be a positive multiple of {len(captions.SHAPES)}, got {args.batch}")
+  if args.init_from and args.init_from_weights:
+    parser.error("--init-from and --init-from-weights: give one of them")
+  try:
+    world.shape_counts(args.batch, tuple(args.shape_weights))
+  except ValueError as e:
+    parser.error(f"--batch / --shape-weights: {e}")
   if not args.export_only:
     train(args)
   export(args.workdir, args.out)

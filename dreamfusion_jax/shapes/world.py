@@ -196,27 +196,43 @@ class Batch:
   view: jax.Array  # [B] int32 index into nerf.camera.VIEW_NAMES
 
 
+def shape_counts(batch_size: int, shape_weights: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
+  """Images of each shape in a batch: batch_size split in proportion to integer `shape_weights`.
+
+  None weighs every shape 1 (batch_size / 8 of each). The split must be exact, so batch_size must be a
+  multiple of the weights' sum.
+  """
+  num_shapes = len(captions.SHAPES)
+  weights = tuple(shape_weights) if shape_weights is not None else (1,) * num_shapes
+  if len(weights) != num_shapes or min(weights) < 1:
+    raise ValueError(f"shape_weights must be {num_shapes} positive integers, one per shape in "
+                     f"{captions.SHAPES}, got {weights}")
+  if batch_size % sum(weights):
+    what = "one group per shape" if shape_weights is None else f"the sum of shape_weights {weights}"
+    raise ValueError(f"batch_size must be a multiple of {sum(weights)} ({what}), got {batch_size}")
+  return tuple(batch_size // sum(weights) * w for w in weights)
+
+
 def sample_batch(key: jax.Array, batch_size: int, config, resolution: int,
-                 supersample: int = 2, white_background_prob: float = 0.0) -> Batch:
-  """A fresh batch of captioned renders; shapes are stratified (batch_size / 8 of each, in order).
+                 supersample: int = 2, white_background_prob: float = 0.0,
+                 shape_weights: Optional[tuple[int, ...]] = None) -> Batch:
+  """A fresh batch of captioned renders; shapes are stratified (shape_counts of each, in order).
 
   Stratifying lets each group trace a single SDF, 8x cheaper than mixed shapes. config supplies the
   camera distribution (config.camera) and the shading constants (config.shading.ambient/diffuse).
+  `shape_weights` (integers, one per shape) gives some shapes more of the batch; None is uniform.
   """
-  num_shapes = len(captions.SHAPES)
-  if batch_size % num_shapes:
-    raise ValueError(f"batch_size must be a multiple of {num_shapes} (one group per shape), "
-                     f"got {batch_size}")
+  counts = shape_counts(batch_size, shape_weights)
+  starts = [sum(counts[:s]) for s in range(len(counts))]
   scene_key, camera_key, caption_key = jax.random.split(key, 3)
   scenes = sample_scenes(scene_key, batch_size, white_background_prob)
-  scenes = scenes.replace(shape=jnp.repeat(jnp.arange(num_shapes, dtype=jnp.int32),
-                                           batch_size // num_shapes))
+  scenes = scenes.replace(shape=jnp.repeat(jnp.arange(len(counts), dtype=jnp.int32),
+                                           jnp.asarray(counts), total_repeat_length=batch_size))
   cameras = sample_cameras(camera_key, batch_size, config, resolution)
-  group = lambda tree, s: jax.tree_util.tree_map(
-      lambda x: x.reshape((num_shapes, -1) + x.shape[1:])[s], tree)
+  group = lambda tree, s: jax.tree_util.tree_map(lambda x: x[starts[s]:starts[s] + counts[s]], tree)
   images = jnp.concatenate([
       render(group(scenes, s), group(cameras, s), config.shading.ambient, config.shading.diffuse,
              supersample, static_shape=s)[0]
-      for s in range(num_shapes)])
+      for s in range(len(counts))])
   return Batch(images=images, captions=sample_captions(caption_key, scenes, cameras.view),
                scenes=scenes, view=cameras.view)
