@@ -196,3 +196,39 @@ def test_warm_start_from_weights_restores_the_saved_params_tokenizer_and_lineage
     train_prior.warm_start_from_weights(weights, workdir, dict(spec_overrides, text_layers=3))
   with pytest.raises(FileNotFoundError, match="training.json"):
     train_prior.warm_start_from_weights(str(tmp_path), workdir, spec_overrides)
+
+
+def test_diffusion_classifier_errors_are_the_per_caption_denoising_loss(tiny):
+  """caption_errors equals the noise-prediction error computed one (image, caption, draw) at a time."""
+  from dreamfusion_jax.prior import schedule  # pylint: disable=g-import-not-at-top
+  from dreamfusion_jax.shapes import diffusion_classifier  # pylint: disable=g-import-not-at-top
+  prior, params = tiny["prior"], tiny["loaded"]
+  texts = [["a red cube", "a red sphere", ""], ["a cone", "a torus", "a blue table"]]
+  emb = prior.encode_text(params, sum(texts, [])).reshape((2, 3) + (77, -1))
+  x0 = jax.random.uniform(jax.random.PRNGKey(2), (2, 32, 32, 3), minval=-1.0, maxval=1.0)
+  t = jnp.asarray([100, 700])
+  eps = jax.random.normal(jax.random.PRNGKey(3), (2,) + x0.shape)
+  got = np.asarray(diffusion_classifier.caption_errors(prior, params, x0, emb, t, eps))
+  want = np.zeros((2, 3))
+  for i in range(2):
+    for k in range(3):
+      for m in range(2):
+        ab = schedule.gather(prior.alphas_cumprod, t[m:m + 1])
+        x_t = schedule.add_noise(x0[i:i + 1], eps[m, i:i + 1], ab)
+        pred = prior.predict_noise(params, x_t, t[m:m + 1], emb[i, k][None])
+        want[i, k] += float(jnp.mean((pred - eps[m, i:i + 1])**2)) / 2
+  np.testing.assert_allclose(got, want, rtol=1e-4)
+
+
+def test_diffusion_classifier_summary_counts_argmins_per_shape():
+  from dreamfusion_jax.shapes import diffusion_classifier  # pylint: disable=g-import-not-at-top
+  errors = np.full((3, len(captions.SHAPES)), 2.0)
+  errors[0, 0] = 1.0  # a sphere, classified right with the runner-up at 2x: margin 100%
+  errors[1, 1] = 1.6  # a cube, right, margin 25%
+  errors[2, 0] = 1.0  # a cube, called a sphere
+  result = diffusion_classifier.summarize(errors, np.array([0, 1, 1]))
+  assert result["accuracy"] == pytest.approx(2 / 3)
+  assert result["per_shape"] == {"sphere": 1.0, "cube": 0.5}
+  assert result["margin"] == pytest.approx((1.0 + 0.25) / 2)
+  assert diffusion_classifier.shape_captions(0, 2) == [f"a {s}" for s in captions.SHAPES]  # textureless
+  assert diffusion_classifier.shape_captions(1, 0)[1] == captions.caption("cube", captions.COLOUR_NAMES[1])
