@@ -273,3 +273,16 @@ def test_an_earlier_benchmark_with_other_runs_is_set_aside_not_overwritten(tmp_p
   assert [os.path.basename(m) for m in moved] == [
       "results_0_of_2.earlier1.json", "results_0_of_2.earlier1.md", "views_0_of_2.earlier1.png"]
   assert (tmp_path / "results.json").exists()
+  # Views whose results were never written (a call stopped in between) are kept too, under a number
+  # no earlier file of any kind holds.
+  (tmp_path / "results.earlier3.md").write_text("stray")
+  (tmp_path / "views_0_of_2.png").write_text("orphan")
+  moved = evaluate_cli.set_aside_other_results(str(tmp_path), (0, 2), jobs, retrieval)
+  assert [os.path.basename(m) for m in moved] == ["views_0_of_2.earlier2.png"]
+  assert (tmp_path / "views_0_of_2.earlier1.png").read_text() == "shard"
+  assert (tmp_path / "views_0_of_2.earlier2.png").read_text() == "orphan"
+  (tmp_path / "views.png").write_text("orphan of the unsharded call")
+  os.remove(tmp_path / "results.json")
+  moved = evaluate_cli.set_aside_other_results(str(tmp_path), (0, 1), jobs, retrieval)
+  assert [os.path.basename(m) for m in moved] == ["results.earlier4.md", "views.earlier4.png"]
+  assert (tmp_path / "results.earlier3.md").read_text() == "stray", "number 3 was taken by the .md"

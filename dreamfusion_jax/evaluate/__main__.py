@@ -229,23 +229,30 @@ def output_names(shard: tuple[int, int]) -> tuple[str, str]:
 
 def set_aside_other_results(workdir: str, shard: tuple[int, int], jobs: list, retrieval: list) -> list:
   """Renames the results and views of an earlier call for this shard if it ran other runs than `jobs`
-  or retrieved among other captions, so they are kept instead of overwritten. Returns the new paths."""
+  or retrieved among other captions, so they are kept instead of overwritten. Returns the new paths.
+
+  Views without results (a call stopped between writing them, or before writing its results) are not
+  known to be this call's either, so they are set aside too.
+  """
   stem, views = output_names(shard)
   try:
     with open(os.path.join(workdir, stem + ".json")) as f:
       earlier = json.load(f)
   except FileNotFoundError:
-    return []
+    if not os.path.exists(os.path.join(workdir, views)):
+      return []
+    earlier = {}
   except ValueError:  # unreadable: not known to be this call's, so kept
     earlier = {}
   if earlier.get("jobs") == [list(j) for j in jobs] and earlier.get("retrieval") == list(retrieval):
     return []  # the same benchmark run again: its files are updated
+  names = lambda i: ((stem + ".json", f"{stem}.earlier{i}.json"), (stem + ".md", f"{stem}.earlier{i}.md"),
+                     (views, views.replace(".png", f".earlier{i}.png")))
   i = 1
-  while os.path.exists(os.path.join(workdir, f"{stem}.earlier{i}.json")):
+  while any(os.path.exists(os.path.join(workdir, new)) for _, new in names(i)):
     i += 1
   moved = []
-  for name, new in ((stem + ".json", f"{stem}.earlier{i}.json"), (stem + ".md", f"{stem}.earlier{i}.md"),
-                    (views, views.replace(".png", f".earlier{i}.png"))):
+  for name, new in names(i):
     if os.path.exists(os.path.join(workdir, name)):
       os.replace(os.path.join(workdir, name), os.path.join(workdir, new))
       moved.append(os.path.join(workdir, new))
