@@ -90,6 +90,8 @@ def _loss(params, batch, *, config, scene, prior, prior_params, text, keys, step
   }
   if config.reg.coverage > 0:
     terms["coverage"] = config.reg.coverage * regularizers.coverage_loss(out, config.reg.coverage_max)
+  if config.reg.distortion > 0:
+    terms["distortion"] = config.reg.distortion * regularizers.distortion_loss(out)
   if config.reg.entropy > 0:
     terms["entropy"] = regularizers.entropy_weight(step, config) * regularizers.entropy_loss(out)
   if config.distill == "sjc":

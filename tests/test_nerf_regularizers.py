@@ -20,7 +20,8 @@ def _output(opacity, weights=None, orientation=None, normals=None, depth=None):
       opacity=opacity,
       normals=jnp.zeros(shape + (3,)) if normals is None else jnp.asarray(normals, jnp.float32),
       weights=jnp.zeros(shape + (4,)) if weights is None else jnp.asarray(weights, jnp.float32),
-      orientation=jnp.zeros(shape) if orientation is None else jnp.asarray(orientation, jnp.float32))
+      orientation=jnp.zeros(shape) if orientation is None else jnp.asarray(orientation, jnp.float32),
+      distortion=jnp.zeros(shape))
 
 
 def test_opacity_loss():
@@ -99,3 +100,8 @@ def test_normal_image():
 def test_depth_image_orders_near_to_far():
   out = _output([[1.0, 1.0, 1.0, 0.0]], depth=[[1.0, 2.0, 3.0, 0.0]])
   np.testing.assert_allclose(vis.depth_image(out, background=1.0), [[0.0, 0.5, 1.0, 1.0]], atol=1e-6)
+
+
+def test_distortion_loss_is_the_mean_of_the_rays_distortion():
+  out = _output(np.zeros((2, 3))).replace(distortion=jnp.asarray([[0.1, 0.2, 0.3], [0.0, 0.0, 0.6]]))
+  np.testing.assert_allclose(float(regularizers.distortion_loss(out)), 1.2 / 6, rtol=1e-6)

@@ -233,3 +233,42 @@ def test_sharded_views_match_single_device():
   sharded = fn(jax.device_put(cams, sharding), jax.device_put(mode, sharding))
   single = fn(cams, mode)
   np.testing.assert_allclose(sharded.rgb, single.rgb, atol=1e-5)
+
+
+def test_distortion_is_the_double_integral_of_the_step_weights():
+  """render.distortion against a brute-force double integral of w(s) w(s') |s - s'| on a fine grid."""
+  rng = np.random.default_rng(0)
+  edges = np.sort(rng.uniform(0.0, 3.0, 9)).astype(np.float64)
+  weights = rng.uniform(0.0, 0.2, 8)
+  scale = 1.5
+  fine = np.linspace(edges[0], edges[-1], 20001)
+  mids = 0.5 * (fine[1:] + fine[:-1])
+  interval = np.clip(np.searchsorted(edges, mids) - 1, 0, 7)
+  density = weights[interval] / (edges[interval + 1] - edges[interval]) * scale  # per unit of s = t / scale
+  ds = (fine[1] - fine[0]) / scale
+  s = mids / scale
+  want = np.sum(density[:, None] * density[None, :] * np.abs(s[:, None] - s[None, :])) * ds**2
+  got = float(render.distortion(jnp.asarray(weights, jnp.float32), jnp.asarray(edges, jnp.float32), scale))
+  np.testing.assert_allclose(got, want, rtol=2e-3)
+
+
+def test_distortion_penalises_haze_not_a_surface():
+  """Opacity o spread evenly over a ray of length L costs o^2 L / 3 (scale = 1); a thin shell almost 0."""
+  rays = _rays([0.0])
+  o = 0.4
+  # Constant density filling the bound: every sample, transmittance falling exponentially, opacity o.
+  sigma = -np.log(1.0 - o) / 2.0  # the ray crosses the unit bound over a length of 2
+  haze = _render(lambda p, v: (jnp.full(p.shape[:-1], sigma), jnp.ones(p.shape[:-1] + (3,))), rays,
+                 num_samples=256)
+  np.testing.assert_allclose(float(haze.opacity[0]), o, rtol=1e-4)
+  # Exponential, not uniform, spread: for density k over [0, L], the double integral of k^2 e^(-k(s+s'))|s-s'|.
+  k, length = sigma * 2.0, 1.0  # in units of the diameter (scale = 2 x bound = 2)
+  grid = (np.arange(4000) + 0.5) / 4000 * length
+  w = k * np.exp(-k * grid)
+  want = np.sum(w[:, None] * w[None, :] * np.abs(grid[:, None] - grid[None, :])) / 4000**2
+  np.testing.assert_allclose(float(haze.distortion[0]), want, rtol=1e-2)
+  assert want == pytest.approx(o**2 / 3, rel=0.1)
+  # An opaque ball of radius 0.5: all the weight sits just inside its surface.
+  solid = _render(_ball(500.0, 0.5), rays, num_samples=256)
+  assert float(solid.opacity[0]) > 0.999
+  assert float(solid.distortion[0]) < 0.01 * float(haze.distortion[0]) / o**2

@@ -33,6 +33,12 @@ def coverage_loss(out: RenderOutput, max_coverage: float) -> jax.Array:
   return jnp.mean(jax.nn.relu(covered - max_coverage))
 
 
+def distortion_loss(out: RenderOutput) -> jax.Array:
+  """Mean over rays of mip-NeRF 360's distortion loss (render.distortion): pulls each ray's weight
+  into one short stretch, so a low-density cloud spread through the scene costs while surfaces do not."""
+  return jnp.mean(out.distortion)
+
+
 def entropy_loss(out: RenderOutput, kind: str = "binary", eps: float = 1e-5) -> jax.Array:
   """Mean entropy that favours crisp geometry.
 

@@ -43,6 +43,7 @@ class RenderOutput:
   normals: jax.Array  # [..., 3] sum_i w_i n_i: world normals, not renormalised (0 where empty)
   weights: jax.Array  # [..., S] compositing weights of the final samples
   orientation: jax.Array  # [...] sum_i sg(w_i) max(0, n_i . d)^2 (DreamFusion's orientation loss)
+  distortion: jax.Array  # [...] mip-NeRF 360's distortion of the weights along the ray (`distortion`)
 
 
 def intersect_sphere(origins: jax.Array, directions: jax.Array, radius: float):
@@ -117,6 +118,21 @@ def composite(densities: jax.Array, colors: jax.Array, t_edges: jax.Array,
   return color, weights
 
 
+def distortion(weights: jax.Array, t_edges: jax.Array, scale: float) -> jax.Array:
+  """mip-NeRF 360's distortion loss of each ray (Barron et al. 2022, Eq. 15), [..., S], [..., S+1] -> [...].
+
+  For the step function w(s) that spreads w_i evenly over interval i, in distances s = t / scale, it is
+  the double integral of w(s) w(s') |s - s'|: sum_ij w_i w_j |m_i - m_j| + 1/3 sum_i w_i^2 (s_i+1 - s_i),
+  m_i the interval midpoints. It is small when a ray's weight sits in one short stretch (a surface) and
+  grows as opacity o spreads along the ray (o^2 / 3 for o spread evenly over the whole ray), so it
+  penalises haze and floaters, not opaque surfaces.
+  """
+  s = t_edges / scale
+  mids = 0.5 * (s[..., 1:] + s[..., :-1])
+  pairs = weights[..., :, None] * weights[..., None, :] * jnp.abs(mids[..., :, None] - mids[..., None, :])
+  return jnp.sum(pairs, axis=(-2, -1)) + jnp.sum(weights**2 * (s[..., 1:] - s[..., :-1]), axis=-1) / 3.0
+
+
 def safe_normalize(v: jax.Array) -> jax.Array:
   """v / |v| along the last axis, finite for |v| = 0 (gives 0) and for |v| near float32 overflow."""
   scale = jax.lax.stop_gradient(jnp.max(jnp.abs(v), axis=-1, keepdims=True))
@@ -183,7 +199,8 @@ def render_rays(field_fn: FieldFn, rays: camera_lib.Rays, key: jax.Array, *, lig
       opacity=opacity,
       normals=jnp.sum(weights[..., None] * normals, axis=-2),
       weights=weights,
-      orientation=jnp.sum(jax.lax.stop_gradient(weights) * facing**2, axis=-1))
+      orientation=jnp.sum(jax.lax.stop_gradient(weights) * facing**2, axis=-1),
+      distortion=distortion(weights, t_edges, 2.0 * bound))  # distances in bounding-sphere diameters
 
 
 def _map_chunks(fn, rays: camera_lib.Rays, background: jax.Array, key, chunk: int) -> RenderOutput:
