@@ -16,9 +16,11 @@ from dreamfusion_jax.evaluate import __main__ as evaluate_cli
 from dreamfusion_jax.evaluate import geometry
 from dreamfusion_jax.evaluate import r_precision
 from dreamfusion_jax.export import images as images_lib
+from dreamfusion_jax.nerf import shading
 from dreamfusion_jax.prior import testing as prior_testing
 from dreamfusion_jax.shapes import captions
 from dreamfusion_jax.shapes import judge
+from dreamfusion_jax.shapes import world
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "configs"))
@@ -75,6 +77,7 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   assert 0.0 <= row["iou"] <= row["iou_best_size"] <= 1.0, "the size search includes the true size"
   assert row["empty"] or geometry.SCALES[0] <= row["size"] <= geometry.SCALES[-1]
   assert isinstance(row["empty"], bool) and (row["iou"] == 0.0 or not row["empty"])
+  assert 0.0 <= row["haze"] <= 1.0 and out["table"]["sds"]["haze"] == pytest.approx(row["haze"])
   assert out["table"]["sds"]["empty"] == float(row["empty"])
   # The true object's albedo and textureless views, then the run's: 2 views each.
   assert calls == [(2, 16, 16, 3)] * 4
@@ -109,6 +112,12 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   again = run(named("a"), prompts)
   assert calls == ["a", "a"], "only the true objects are scored again, the run's scores are read back"
   assert again["rows"] == first["rows"]
+  saved_path = summary.parent / evaluate_cli.SCORES_FILE
+  saved = json.loads(saved_path.read_text())
+  del saved["scores"]["haze"]  # scores saved before the haze was measured
+  saved_path.write_text(json.dumps(saved))
+  calls.clear()
+  assert run(named("a"), prompts)["rows"] == first["rows"] and calls == ["a"] * 4, "scored again"
   np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "eval" / "views_0_of_2.png")), views)
   for ps, num_views in ((prompts, 2), (prompts[:1] + ["a red sphere"], 2), (prompts, 1)):
     calls.clear()
@@ -226,6 +235,27 @@ def test_means_average_scores_and_take_the_geometric_mean_of_non_empty_sizes():
   assert m["empty"] == pytest.approx(1 / 3) and m["runs"] == 3
   assert m["r_geo"] == pytest.approx(1 / 3) and m["iou"] == pytest.approx(0.4)
   assert evaluate_cli.means([rows[2]])["size"] is None
+  assert m["haze"] is None, "rows saved before the haze was scored: no haze mean"
+  m = evaluate_cli.means([dict(r, haze=h) for r, h in zip(rows, (0.1, 0.2, 0.6))])
+  assert m["haze"] == pytest.approx(0.3)
+  assert "| 1.00 | 0.30 | 33% |" in evaluate_cli.markdown_table({"sds": m})
+
+
+def test_haze_is_the_corner_opacity_and_no_true_object_reaches_the_corners():
+  opacity = np.zeros((2, 16, 16))
+  opacity[0, :2, :2] = 1.0  # one full corner square of view 0 (16 / 8 = 2 pixels a side)
+  opacity[1, -2:, -2:] = 0.5  # half of another in view 1
+  opacity[:, 4:12, 4:12] = 1.0  # the object in the middle does not count
+  assert evaluate_cli.corner_opacity(opacity) == pytest.approx((1.0 + 0.5) / 8)
+  # The world's objects, in the views the benchmark scores with configs/shapes.py, leave the corners
+  # empty: a perfect NeRF has no haze.
+  from configs import shapes as shapes_config  # pylint: disable=g-import-not-at-top
+  config = shapes_config.get_config()
+  cams = r_precision.scoring_cameras(config, 8, int(config.render.resolution))
+  for shape in captions.SHAPES:
+    _, coverage = world.render_prompt(captions.caption(shape, "red"), cams, shading.ALBEDO)
+    assert float(np.asarray(coverage).mean()) > 0.1, shape
+    assert evaluate_cli.corner_opacity(coverage) == 0.0, shape
 
 
 @pytest.mark.parametrize("retrieval, message", [
