@@ -30,7 +30,8 @@ NON_NEGATIVE = (
     "ism.delta_t_start", "ism.delta_s", "sjc.tick_min", "sjc.tick_trim", "shading.ambient_only_steps",
     "shading.ambient", "shading.diffuse", "reg.orientation", "reg.orientation_start",
     "reg.orientation_anneal_steps", "reg.opacity", "reg.entropy", "reg.entropy_start",
-    "reg.entropy_ramp_steps", "reg.coverage", "reg.distortion", "sjc.emptiness_weight",
+    "reg.entropy_ramp_steps", "reg.coverage", "reg.distortion",
+    "reg.distortion_start", "reg.distortion_ramp_steps", "sjc.emptiness_weight",
     "sjc.center_depth_weight", "optim.warmup_steps", "optim.grad_clip", "nerf.blob_density",
     "nerf.coarse_to_fine_steps", "nerf.coarse_to_fine_start",
     "sds.guidance_scale", "sjc.guidance_scale", "ism.guidance_scale")

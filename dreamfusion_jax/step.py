@@ -91,9 +91,10 @@ def _loss(params, batch, *, config, scene, prior, prior_params, text, keys, step
   if config.reg.coverage > 0:
     terms["coverage"] = config.reg.coverage * regularizers.coverage_loss(out, config.reg.coverage_max)
   if config.reg.distortion > 0:
-    terms["distortion"] = config.reg.distortion * regularizers.distortion_loss(out)
+    terms["distortion"] = (regularizers.scheduled_weight(step, config, "distortion")
+                           * regularizers.distortion_loss(out))
   if config.reg.entropy > 0:
-    terms["entropy"] = regularizers.entropy_weight(step, config) * regularizers.entropy_loss(out)
+    terms["entropy"] = regularizers.scheduled_weight(step, config, "entropy") * regularizers.entropy_loss(out)
   if config.distill == "sjc":
     terms["emptiness"] = sjc_lib.emptiness_loss(out.opacity, step, config)
     if config.sjc.center_depth_weight > 0:

@@ -80,16 +80,19 @@ def test_orientation_weight_anneal():
                              0.5 * rg.orientation, rtol=1e-5)  # linear when starting from zero
 
 
-def test_entropy_weight_starts_late_and_ramps_linearly():
+@pytest.mark.parametrize("name", regularizers.SCHEDULED)
+def test_scheduled_weight_starts_late_and_ramps_linearly(name):
   config = base.get_config()
   with config.unlocked():
-    config.reg.entropy = 8.0
-  weight = jax.jit(lambda s: regularizers.entropy_weight(s, config))
+    config.reg[name] = 8.0
+  weight = jax.jit(lambda s: regularizers.scheduled_weight(s, config, name))
   assert float(weight(0)) == 8.0  # base.py: from the first step, at once
   with config.unlocked():
-    config.reg.entropy_start, config.reg.entropy_ramp_steps = 100, 4
-  weight = jax.jit(lambda s: regularizers.entropy_weight(s, config))
+    config.reg[f"{name}_start"], config.reg[f"{name}_ramp_steps"] = 100, 4
+  weight = jax.jit(lambda s: regularizers.scheduled_weight(s, config, name))
   np.testing.assert_allclose(jax.vmap(weight)(jnp.arange(98, 106)), [0, 0, 2, 4, 6, 8, 8, 8])
+  with pytest.raises(ValueError, match="scheduled regularizer"):
+    regularizers.scheduled_weight(0, config, "opacity")
 
 
 def test_normal_image():

@@ -54,17 +54,23 @@ def entropy_loss(out: RenderOutput, kind: str = "binary", eps: float = 1e-5) -> 
   raise ValueError(f"entropy kind must be one of {ENTROPY_KINDS}, got {kind!r}")
 
 
-def entropy_weight(step, config) -> jax.Array:
-  """Weight of the entropy loss at `step` (may be traced): 0 before config.reg.entropy_start, then a
-  linear ramp to config.reg.entropy over entropy_ramp_steps (at once when 0), constant afterwards.
+SCHEDULED = ("entropy", "distortion")  # terms whose weight may start late and ramp up
+
+
+def scheduled_weight(step, config, name: str) -> jax.Array:
+  """Weight of regularizer `name` (one of SCHEDULED) at `step` (may be traced): 0 before
+  config.reg.<name>_start, then a linear ramp to config.reg.<name> over <name>_ramp_steps (at once when
+  0), constant afterwards.
 
   A late start lets SDS form the object first; from the first step the entropy term freezes the initial
   blob's opacity into a hard shell that SDS then only stretches.
   """
+  if name not in SCHEDULED:
+    raise ValueError(f"scheduled regularizer must be one of {SCHEDULED}, got {name!r}")
   rg = config.reg
-  start, ramp = int(rg.entropy_start), int(rg.entropy_ramp_steps)
+  start, ramp = int(rg[f"{name}_start"]), int(rg[f"{name}_ramp_steps"])
   frac = jnp.clip((jnp.asarray(step, jnp.float32) - start + 1.0) / max(ramp, 1), 0.0, 1.0)
-  return float(rg.entropy) * frac
+  return float(rg[name]) * frac
 
 
 def orientation_weight(step, config) -> jax.Array:
