@@ -232,3 +232,10 @@ def test_diffusion_classifier_summary_counts_argmins_per_shape():
   assert result["margin"] == pytest.approx((1.0 + 0.25) / 2)
   assert diffusion_classifier.shape_captions(0, 2) == [f"a {s}" for s in captions.SHAPES]  # textureless
   assert diffusion_classifier.shape_captions(1, 0)[1] == captions.caption("cube", captions.COLOUR_NAMES[1])
+
+
+def test_training_json_says_how_the_shapes_shared_the_batches():
+  assert train_prior.describe_shapes({}) == ""  # runs saved before the choice: evenly
+  assert train_prior.describe_shapes({"shape_weights": [2] * 8}) == ""
+  text = train_prior.describe_shapes({"shape_weights": [1, 1, 1, 1, 2, 2, 2, 2]})
+  assert text == "; shares of each batch sphere 1, cube 1, cylinder 1, cone 1, torus 2, snowman 2, mushroom 2, table 2"

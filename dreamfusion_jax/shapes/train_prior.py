@@ -185,7 +185,8 @@ def export(workdir: str, out_dir: str, dtype=jnp.float16) -> None:
       dtype=jnp.dtype(dtype).name, weights="EMA of the parameters, decay %g" % EMA_DECAY,
       loss_kind="epsilon MSE with Min-SNR-%g weighting, t ~ U{0..999}" % MIN_SNR_GAMMA,
       data=("fresh sphere-traced renders of dreamfusion_jax.shapes.world every step; shading modes "
-            "albedo/lambertian/textureless with p = %s; %s" % (world.MODE_PROBS, describe_cameras(meta))),
+            "albedo/lambertian/textureless with p = %s; %s%s" % (world.MODE_PROBS, describe_cameras(meta),
+                                                                describe_shapes(meta))),
       captions=("'a {colour} {shape}' (+ ', {view} view' with p 0.6); textureless renders and 10% "
                 "of coloured ones without the colour; 10% empty prompts for classifier-free guidance"))
   prior_model.save_diffusers(out_dir, spec, raw["ema"], paths["tokenizer"], info, dtype)
@@ -268,6 +269,14 @@ def describe_cameras(meta: dict) -> str:
   for phase in phases[1:]:
     text += f", from step {phase['from_step']} configs/{phase['cameras']}.py's"
   return text
+
+
+def describe_shapes(meta: dict) -> str:
+  """How the shapes shared each batch, for training.json ("" when evenly, as before the choice existed)."""
+  weights = list(meta.get("shape_weights", [1] * len(captions.SHAPES)))
+  if len(set(weights)) <= 1:
+    return ""
+  return "; shares of each batch " + ", ".join(f"{s} {w}" for s, w in zip(captions.SHAPES, weights))
 
 
 def train(args) -> None:
