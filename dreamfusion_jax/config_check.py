@@ -21,7 +21,7 @@ CHOICES = {
 POSITIVE_INTS = (
     "num_steps", "batch_per_device", "nerf.num_freqs", "nerf.width", "nerf.num_blocks",
     "nerf.background_width", "render.resolution", "render.num_samples", "sjc.num_perturb",
-    "ism.inversion_steps", "log.every", "log.images_every", "log.image_resolution",
+    "sds.num_samples", "ism.inversion_steps", "log.every", "log.images_every", "log.image_resolution",
     "log.checkpoint_every", "log.keep_checkpoints", "export.video_frames", "export.video_fps",
     "export.video_resolution", "export.mesh_resolution", "nerf.hash_levels", "nerf.hash_features",
     "nerf.hash_log2_table_size", "nerf.hash_base_resolution", "nerf.hash_max_resolution")

@@ -111,3 +111,51 @@ def test_timesteps_follow_the_annealed_range():
 def test_bad_weighting_is_refused_before_tracing():
   with pytest.raises(ValueError, match="weighting='nope'"):
     sds_lib.sds(_config(weighting="nope"), None, None, jnp.zeros((1, 2, 2, 3)), None, None, 0)
+
+
+def _gaussian_case(batch=2):
+  prior, mu, std = GaussianPrior(std=0.5), 0.3, 0.5
+  x = jax.random.normal(jax.random.PRNGKey(0), (batch, 2, 2, 3))
+  text = (jnp.full((batch, 2, 2), mu), jnp.full((batch, 2, 2), mu))
+  def exact(x, t, eps):  # w(t)(ε̂ − ε) with the Gaussian's closed-form ε̂ (guidance changes nothing: ε_c = ε_u)
+    ab = schedule.per_sample(jnp.asarray(prior.alphas_cumprod, jnp.float32)[t], x)
+    x_t = jnp.sqrt(ab) * x + jnp.sqrt(1 - ab) * eps
+    return (1 - ab) * (jnp.sqrt(1 - ab) * (x_t - jnp.sqrt(ab) * mu) / (ab * std**2 + 1 - ab) - eps)
+  return prior, x, text, exact
+
+
+def test_num_samples_averages_independent_draws():
+  prior, x, text, exact = _gaussian_case()
+  config, key = _config(num_samples=3), jax.random.PRNGKey(5)
+  grad, aux = jax.jit(jax.grad(lambda x: sds_lib.sds(config, prior, None, x, text, key, 0), has_aux=True))(x)
+  # The draws of x tiled three times: sample k of view b is row k·B + b.
+  tiled = jnp.concatenate([x] * 3)
+  t, eps = surrogate.draw_t_and_noise(key, tiled, 0.02, 0.98, 1000)
+  per_draw = exact(tiled, t, eps).reshape((3,) + x.shape)
+  assert len(set(t.tolist())) > 2  # the draws differ in t, not only in ε
+  assert _relative_error(grad, jnp.mean(per_draw, axis=0) / x.shape[0]) < 1e-4
+  assert float(aux["t"]) == pytest.approx(float(jnp.mean(t)) / 1000)
+  # Each single draw is a different gradient: the mean is not any one of them.
+  assert min(_relative_error(grad, g / x.shape[0]) for g in per_draw) > 0.05
+
+
+def test_num_samples_divides_the_variance():
+  """K independent draws: the same expected gradient with 1/K of the (t, ε) variance."""
+  prior, x, text, _ = _gaussian_case(batch=1)
+  keys = jax.random.split(jax.random.PRNGKey(9), 4000)
+  def grads(k):
+    config = _config(num_samples=k)
+    g = jax.grad(lambda x, key: sds_lib.sds(config, prior, None, x, text, key, 0)[0])
+    return jax.jit(jax.vmap(g, in_axes=(None, 0)))(x, keys)
+  one, four = grads(1), grads(4)
+  ratio = float(jnp.mean(jnp.var(four, axis=0)) / jnp.mean(jnp.var(one, axis=0)))
+  assert 0.2 < ratio < 0.3
+  # Same mean: the difference of the means is within a few standard errors of zero.
+  stderr = jnp.sqrt(jnp.var(one, axis=0) / keys.shape[0])
+  assert float(jnp.max(jnp.abs(jnp.mean(four, axis=0) - jnp.mean(one, axis=0)) / stderr)) < 5.0
+
+
+def test_num_samples_must_be_positive():
+  with pytest.raises(ValueError, match="config.sds.num_samples=0"):
+    sds_lib.sds(_config(num_samples=0), GaussianPrior(), None, jnp.zeros((1, 2, 2, 3)),
+                (jnp.zeros((1, 2, 2)), jnp.zeros((1, 2, 2))), jax.random.PRNGKey(0), 0)

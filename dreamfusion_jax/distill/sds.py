@@ -3,7 +3,13 @@
 z_t = α_t x + σ_t ε, g = w(t)(ε̂_ω(z_t; y, t) − ε), with ε̂_ω the classifier-free-guided prediction
 ε_u + ω(ε_c − ε_u) (ω = 100 in the paper) and w(t) = σ_t² = 1 − ᾱ_t. The UNet Jacobian is dropped:
 g enters through the surrogate Σ sg(g)·x / B (surrogate.py).
+
+config.sds.num_samples = K > 1 averages g over K independent draws of (t, ε) for the same render: an
+unbiased estimate of the same expected gradient with less of its (t, ε) variance, for K more guided
+UNet calls and no more rendering (the render is most of a step wherever the prior is small).
 """
+
+import jax.numpy as jnp
 
 from dreamfusion_jax.distill import surrogate
 from dreamfusion_jax.prior import schedule
@@ -22,12 +28,21 @@ def sds(config, prior, prior_params, x, text, key, step):
   """SDS surrogate loss and aux {"t", "grad_norm"} for x [B, h, w, C] in model space.
 
   t ~ U{t_min·T .. t_max(step)·T} per view (config.sds; t_max annealed from t_max_start), ε ~ N(0, I).
-  ∂loss/∂x = w(t)(ε̂ − ε) / B.
+  ∂loss/∂x = w(t)(ε̂ − ε) / B, or its mean over K = config.sds.num_samples draws of (t, ε) per view:
+  the draws are those of draw_t_and_noise(key, x tiled K times along the batch), sample k of view b at
+  index k·B + b, so K = 1 is the single-draw estimate itself.
   """
   c = config.sds
   schedule.weighting(c.weighting, 1.0)  # a bad name fails here, before tracing the UNet
+  k = int(c.num_samples)
+  if k < 1:
+    raise ValueError(f"config.sds.num_samples={k}; must be >= 1")
   cond, uncond = surrogate.text_pair(text, x.shape[0])
   t_lo, t_hi = schedule.t_range(step, c.t_min, c.t_max, c.t_max_start, c.t_anneal_steps)
-  t, eps = surrogate.draw_t_and_noise(key, x, t_lo, t_hi, prior.num_train_timesteps)
-  g = sds_gradient(prior, prior_params, x, cond, uncond, t, eps, c.guidance_scale, c.weighting)
+  tile = lambda a: jnp.concatenate([a] * k, axis=0) if k > 1 else a
+  xs = tile(x)
+  t, eps = surrogate.draw_t_and_noise(key, xs, t_lo, t_hi, prior.num_train_timesteps)
+  g = sds_gradient(prior, prior_params, xs, tile(cond), tile(uncond), t, eps, c.guidance_scale, c.weighting)
+  if k > 1:
+    g = jnp.mean(g.reshape((k,) + x.shape), axis=0)
   return surrogate.loss_and_aux(x, g, t, prior.num_train_timesteps)
