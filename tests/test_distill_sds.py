@@ -80,21 +80,34 @@ def test_guidance_is_one_stacked_call_without_gradient(tiny):
   assert float(jnp.abs(zero).max()) == 0.0  # the UNet is never differentiated
 
 
+MU, STD = 0.3, 0.5  # the Gaussian prior's data mean (its text embedding) and standard deviation
+
+
+def _gaussian_case(shape):
+  """GaussianPrior, an image x of `shape`, and text whose cond and uncond both name its mean."""
+  x = jax.random.normal(jax.random.PRNGKey(0), shape)
+  text = (jnp.full((shape[0], 2, 2), MU), jnp.full((shape[0], 2, 2), MU))
+  return GaussianPrior(std=STD), x, text
+
+
+def _exact_residual(prior, x, t, eps, weighting="sigma2"):
+  """w(t)(ε̂ − ε) with the Gaussian's closed-form ε̂ (guidance changes nothing there: ε_c = ε_u)."""
+  ab = schedule.per_sample(jnp.asarray(prior.alphas_cumprod, jnp.float32)[t], x)
+  x_t = jnp.sqrt(ab) * x + jnp.sqrt(1 - ab) * eps
+  eps_hat = jnp.sqrt(1 - ab) * (x_t - jnp.sqrt(ab) * MU) / (ab * STD**2 + 1 - ab)
+  w = {"uniform": jnp.ones_like(ab), "snr_sqrt": jnp.sqrt((1 - ab) / ab), "sigma2": 1 - ab}[weighting]
+  return w * (eps_hat - eps)
+
+
 @pytest.mark.parametrize("weighting", ["uniform", "snr_sqrt", "sigma2"])
 def test_weightings_with_an_exact_denoiser(weighting):
   """With the Gaussian denoiser ε̂ is known in closed form, so every weighting is checked exactly."""
-  prior, mu, std = GaussianPrior(std=0.5), 0.3, 0.5
-  x = jax.random.normal(jax.random.PRNGKey(0), (3, 4, 4, 3))
-  text = (jnp.full((3, 2, 2), mu), jnp.full((3, 2, 2), mu))
+  prior, x, text = _gaussian_case((3, 4, 4, 3))
   config, key = _config(weighting=weighting), jax.random.PRNGKey(1)
   grad, _ = jax.jit(jax.grad(lambda x: sds_lib.sds(config, prior, None, x, text, key, 0), has_aux=True))(x)
   t, eps = surrogate.draw_t_and_noise(key, x, 0.02, 0.98, 1000)
-  ab = schedule.per_sample(jnp.asarray(prior.alphas_cumprod, jnp.float32)[t], x)
-  x_t = jnp.sqrt(ab) * x + jnp.sqrt(1 - ab) * eps
-  eps_hat = jnp.sqrt(1 - ab) * (x_t - jnp.sqrt(ab) * mu) / (ab * std**2 + 1 - ab)
-  w = {"uniform": jnp.ones_like(ab), "snr_sqrt": jnp.sqrt((1 - ab) / ab), "sigma2": 1 - ab}[weighting]
   # Guidance 100 multiplies float32 rounding of ε_c − ε_u (here equal) by 100: compare in norm.
-  assert _relative_error(grad, w * (eps_hat - eps) / 3) < 1e-4
+  assert _relative_error(grad, _exact_residual(prior, x, t, eps, weighting) / 3) < 1e-4
 
 
 def test_timesteps_follow_the_annealed_range():
@@ -113,25 +126,14 @@ def test_bad_weighting_is_refused_before_tracing():
     sds_lib.sds(_config(weighting="nope"), None, None, jnp.zeros((1, 2, 2, 3)), None, None, 0)
 
 
-def _gaussian_case(batch=2):
-  prior, mu, std = GaussianPrior(std=0.5), 0.3, 0.5
-  x = jax.random.normal(jax.random.PRNGKey(0), (batch, 2, 2, 3))
-  text = (jnp.full((batch, 2, 2), mu), jnp.full((batch, 2, 2), mu))
-  def exact(x, t, eps):  # w(t)(ε̂ − ε) with the Gaussian's closed-form ε̂ (guidance changes nothing: ε_c = ε_u)
-    ab = schedule.per_sample(jnp.asarray(prior.alphas_cumprod, jnp.float32)[t], x)
-    x_t = jnp.sqrt(ab) * x + jnp.sqrt(1 - ab) * eps
-    return (1 - ab) * (jnp.sqrt(1 - ab) * (x_t - jnp.sqrt(ab) * mu) / (ab * std**2 + 1 - ab) - eps)
-  return prior, x, text, exact
-
-
 def test_num_samples_averages_independent_draws():
-  prior, x, text, exact = _gaussian_case()
+  prior, x, text = _gaussian_case((2, 2, 2, 3))
   config, key = _config(num_samples=3), jax.random.PRNGKey(5)
   grad, aux = jax.jit(jax.grad(lambda x: sds_lib.sds(config, prior, None, x, text, key, 0), has_aux=True))(x)
   # The draws of x tiled three times: sample k of view b is row k·B + b.
   tiled = jnp.concatenate([x] * 3)
   t, eps = surrogate.draw_t_and_noise(key, tiled, 0.02, 0.98, 1000)
-  per_draw = exact(tiled, t, eps).reshape((3,) + x.shape)
+  per_draw = _exact_residual(prior, tiled, t, eps).reshape((3,) + x.shape)
   assert len(set(t.tolist())) > 2  # the draws differ in t, not only in ε
   assert _relative_error(grad, jnp.mean(per_draw, axis=0) / x.shape[0]) < 1e-4
   assert float(aux["t"]) == pytest.approx(float(jnp.mean(t)) / 1000)
@@ -141,7 +143,7 @@ def test_num_samples_averages_independent_draws():
 
 def test_num_samples_divides_the_variance():
   """K independent draws: the same expected gradient with 1/K of the (t, ε) variance."""
-  prior, x, text, _ = _gaussian_case(batch=1)
+  prior, x, text = _gaussian_case((1, 2, 2, 3))
   keys = jax.random.split(jax.random.PRNGKey(9), 4000)
   def grads(k):
     config = _config(num_samples=k)

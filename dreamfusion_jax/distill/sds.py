@@ -39,10 +39,9 @@ def sds(config, prior, prior_params, x, text, key, step):
     raise ValueError(f"config.sds.num_samples={k}; must be >= 1")
   cond, uncond = surrogate.text_pair(text, x.shape[0])
   t_lo, t_hi = schedule.t_range(step, c.t_min, c.t_max, c.t_max_start, c.t_anneal_steps)
-  tile = lambda a: jnp.concatenate([a] * k, axis=0) if k > 1 else a
+  tile = lambda a: jnp.concatenate([a] * k)
   xs = tile(x)
   t, eps = surrogate.draw_t_and_noise(key, xs, t_lo, t_hi, prior.num_train_timesteps)
   g = sds_gradient(prior, prior_params, xs, tile(cond), tile(uncond), t, eps, c.guidance_scale, c.weighting)
-  if k > 1:
-    g = jnp.mean(g.reshape((k,) + x.shape), axis=0)
+  g = jnp.mean(g.reshape((k,) + x.shape), axis=0)
   return surrogate.loss_and_aux(x, g, t, prior.num_train_timesteps)
