@@ -5,7 +5,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dreamfusion_jax import config_files
+import helpers  # pylint: disable=g-bad-import-order
+
 from dreamfusion_jax.distill import ism as ism_lib
 from dreamfusion_jax.prior import random_init
 from dreamfusion_jax.prior import schedule
@@ -23,10 +24,7 @@ def tiny():
 
 
 def _config(**ism_fields):
-  config = config_files.load()
-  for k, v in ism_fields.items():
-    config.ism[k] = v
-  return config
+  return helpers.loaded_config("ism", **ism_fields)
 
 
 def _ab(prior, k):

@@ -6,7 +6,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from dreamfusion_jax import config_files
+import helpers  # pylint: disable=g-bad-import-order
+
 from dreamfusion_jax.distill import sds as sds_lib
 from dreamfusion_jax.distill import surrogate
 from dreamfusion_jax.prior import random_init
@@ -27,10 +28,7 @@ def tiny():
 
 
 def _config(**sds_fields):
-  config = config_files.load()
-  for k, v in sds_fields.items():
-    config.sds[k] = v
-  return config
+  return helpers.loaded_config("sds", **sds_fields)
 
 
 def _relative_error(a, b):

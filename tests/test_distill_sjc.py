@@ -6,7 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from dreamfusion_jax import config_files
+import helpers  # pylint: disable=g-bad-import-order
+
 from dreamfusion_jax.distill import sds as sds_lib
 from dreamfusion_jax.distill import sjc as sjc_lib
 from dreamfusion_jax.prior import random_init
@@ -16,11 +17,9 @@ from dreamfusion_jax.prior.testing import GaussianPrior
 
 
 def _config(num_steps=15000, **sjc_fields):
-  config = config_files.load()
-  config.num_steps = num_steps
   sjc_fields.setdefault("weighting", "none")  # the paper's score; tests of "sigma" say so
-  for k, v in sjc_fields.items():
-    config.sjc[k] = v
+  config = helpers.loaded_config("sjc", **sjc_fields)
+  config.num_steps = num_steps
   return config
 
 

@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Trains the embedded prior further on one GPU and scores the result with the SDS benchmark, in one
+# command, on a machine that has jax, flax, optax and orbax but neither the pinned Flax releases of
+# diffusers / transformers nor a package registry (a bare CUDA image).
+#
+# Usage:
+#   launch/gpu_prior.sh wheels          here, where pip reaches a registry: downloads into .whl/ the pinned
+#                                       wheels (requirements.txt's versions) such a machine lacks
+#   launch/gpu_prior.sh run OUT_DIR     there: installs .whl/ into a private folder, continues the prior from
+#                                       $INIT for $PRIOR_MINUTES, exports it, runs the SDS benchmark on it for
+#                                       $BENCH_MINUTES, and writes OUT_DIR/gpu_prior.tar.gz (the exported prior,
+#                                       the benchmark's results and views, the logs) and OUT_DIR/summary.txt
+#
+# The two halves are time-boxed so that the whole command ends inside one ~10-minute call. Whatever the
+# time box cuts off is still useful: train_prior exports at its --max-minutes stop, and the benchmark's
+# finished runs are scored (a cut run is checkpointed, not scored). To ship the result, unpack the tarball
+# and copy export/ over dreamfusion_jax/shapes/weights (keep its judge/), then run the tests.
+#
+# Variables (all optional):
+#   PYTHON         interpreter (default python3)
+#   INIT           exported prior to continue from (default: the shipped dreamfusion_jax/shapes/weights)
+#   PRIOR_STEPS    optimizer steps of the continuation (default 20000); the learning rate cools down
+#                  (cosine) over the last quarter
+#   PRIOR_BATCH    images per step (default 64)
+#   PRIOR_LR       peak learning rate (default 2.5e-4, the shipped prior's last fine-tune)
+#   PRIOR_MINUTES  wall-clock cap of the training (default 5)
+#   BENCH_MINUTES  wall-clock cap of the benchmark (default 4; 0 skips it)
+#   SHARDS         benchmark processes sharing the GPU (default 4)
+#   BENCH_ARGS     extra arguments for `python -m dreamfusion_jax.evaluate`, shell-quoted
+#                  (e.g. "--seeds 0 --prompts 'a red sphere'")
+#   WORK           scratch folder (default /tmp/gpu_prior)
+#   WHEELS         the wheels' folder (default .whl, which .gitignore keeps out of git: carry it)
+set -euo pipefail
+
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+WHEELS=${WHEELS:-.whl}
+# The pinned packages a bare CUDA image lacks (or holds in versions the pins exclude: transformers 4.57
+# refuses huggingface-hub >= 1 and tokenizers > 0.23.0 at import).
+PACKAGES=(diffusers transformers tokenizers huggingface-hub ml_collections tensorboardX trimesh)
+
+pinned() {  # the version requirements.txt pins for $1
+  local version
+  version=$(grep -i -E "^$1==" requirements.txt | head -n 1 | cut -d= -f3)
+  if [[ -z "$version" ]]; then
+    echo "gpu_prior.sh: requirements.txt pins no version of $1" >&2
+    exit 2
+  fi
+  echo "$version"
+}
+
+fetch_wheels() {
+  local specs=() p
+  for p in "${PACKAGES[@]}"; do specs+=("$p==$(pinned "$p")"); done
+  mkdir -p "$WHEELS"
+  # Binary wheels for the GPU machine's CPython 3.12 on x86-64, whatever this machine is.
+  "$PYTHON" -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+    --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
+    -d "$WHEELS" "${specs[@]}"
+  du -sh "$WHEELS"
+}
+
+run_on_gpu() {
+  local out=$1
+  local work=${WORK:-/tmp/gpu_prior}
+  local init=${INIT:-dreamfusion_jax/shapes/weights}
+  local steps=${PRIOR_STEPS:-20000} batch=${PRIOR_BATCH:-64} lr=${PRIOR_LR:-2.5e-4}
+  local prior_minutes=${PRIOR_MINUTES:-5} bench_minutes=${BENCH_MINUTES:-4} shards=${SHARDS:-4}
+  [[ -d "$init/unet" ]] || { echo "gpu_prior.sh: INIT=$init is not an exported prior (no unet/)" >&2; exit 2; }
+  if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
+    echo "gpu_prior.sh: no wheels in $WHEELS/: run 'launch/gpu_prior.sh wheels' where pip reaches a registry," \
+         "and carry $WHEELS" >&2
+    exit 2
+  fi
+  mkdir -p "$out" "$work"
+  "$PYTHON" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target "$work/site" "$WHEELS"/*.whl
+  export PYTHONPATH="$work/site${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+  # One compilation for every benchmark run: they trace the same step, only the inputs differ.
+  export JAX_COMPILATION_CACHE_DIR="$work/jax_cache" JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
+  "$PYTHON" -c "import jax; print('devices:', jax.devices())"
+
+  local export_dir="$work/export" t0=$SECONDS
+  rm -rf "$work/prior" "$export_dir" "$work/eval"
+  "$PYTHON" -m dreamfusion_jax.shapes.train_prior --workdir "$work/prior" --init-from-weights "$init" \
+    --steps "$steps" --cooldown-from $((steps * 3 / 4)) --lr "$lr" --batch "$batch" --cameras shapes \
+    --max-minutes "$prior_minutes" --out "$export_dir" 2>&1 | tr '\r' '\n' | tee "$work/train_prior.log" \
+    | grep -v -E '^ *[0-9]+%' || true
+  [[ -f "$export_dir/training.json" ]] || { echo "gpu_prior.sh: the prior was not exported" >&2; exit 1; }
+  echo "prior: $((SECONDS - t0)) s"
+
+  if [[ "$bench_minutes" != 0 ]]; then
+    t0=$SECONDS
+    local pids=() k bench_args=()
+    eval "bench_args=(${BENCH_ARGS:-})"  # so that a quoted prompt stays one argument
+    for ((k = 0; k < shards; k++)); do
+      # Each process takes its share of the GPU's memory instead of 75% of it.
+      XLA_PYTHON_CLIENT_MEM_FRACTION=$(awk "BEGIN {print 0.9 / $shards}") \
+      timeout -s TERM "${bench_minutes}m" "$PYTHON" -m dreamfusion_jax.evaluate --config configs/shapes.py \
+        --workdir "$work/eval" --methods sds --shard "$k/$shards" --config.prior.model="$export_dir" \
+        "${bench_args[@]}" > "$work/eval_$k.log" 2>&1 &
+      pids+=($!)
+    done
+    for k in "${pids[@]}"; do wait "$k" || true; done
+    echo "benchmark: $((SECONDS - t0)) s"
+    grep -h '^{"method' "$work"/eval_*.log || true
+  fi
+
+  { echo "init: $init"; echo "steps: $steps, batch $batch, lr $lr, minutes $prior_minutes";
+    grep -h -E "stopping after|^step|loss" "$work/train_prior.log" | tail -n 3
+    cat "$work"/eval/results*.md 2>/dev/null || echo "no benchmark results"; } > "$out/summary.txt"
+  tar -czf "$out/gpu_prior.tar.gz" -C "$work" export train_prior.log \
+    $(cd "$work" && ls eval_*.log eval/results* eval/views* 2>/dev/null)
+  ls -l "$out"
+}
+
+case "${1:-}" in
+  wheels) fetch_wheels ;;
+  run) [[ $# -eq 2 ]] || { echo "usage: $0 run OUT_DIR" >&2; exit 2; }; run_on_gpu "$2" ;;
+  *) echo "usage: $0 wheels | $0 run OUT_DIR   (see the comment at the top)" >&2; exit 2 ;;
+esac
