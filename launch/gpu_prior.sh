@@ -23,8 +23,8 @@
 #                  (cosine) over the last quarter
 #   PRIOR_BATCH    images per step (default 64)
 #   PRIOR_LR       peak learning rate (default 2.5e-4, the shipped prior's last fine-tune)
-#   PRIOR_MINUTES  wall-clock cap of the training (default 5)
-#   BENCH_MINUTES  wall-clock cap of the benchmark (default 4; 0 skips it)
+#   PRIOR_MINUTES  wall-clock cap of the training (default 4)
+#   BENCH_MINUTES  wall-clock cap of the benchmark (default 3.5; 0 skips it)
 #   SHARDS         benchmark processes sharing the GPU (default 4)
 #   BENCH_ARGS     extra arguments for `python -m dreamfusion_jax.evaluate`, shell-quoted
 #                  (e.g. "--seeds 0 --prompts 'a red sphere'")
@@ -65,7 +65,7 @@ run_on_gpu() {
   local work=${WORK:-/tmp/gpu_prior}
   local init=${INIT:-dreamfusion_jax/shapes/weights}
   local steps=${PRIOR_STEPS:-20000} batch=${PRIOR_BATCH:-64} lr=${PRIOR_LR:-2.5e-4}
-  local prior_minutes=${PRIOR_MINUTES:-5} bench_minutes=${BENCH_MINUTES:-4} shards=${SHARDS:-4}
+  local prior_minutes=${PRIOR_MINUTES:-4} bench_minutes=${BENCH_MINUTES:-3.5} shards=${SHARDS:-4}
   [[ -d "$init/unet" ]] || { echo "gpu_prior.sh: INIT=$init is not an exported prior (no unet/)" >&2; exit 2; }
   if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
     echo "gpu_prior.sh: no wheels in $WHEELS/: run 'launch/gpu_prior.sh wheels' where pip reaches a registry," \
@@ -107,8 +107,10 @@ run_on_gpu() {
   fi
 
   { echo "init: $init"; echo "steps: $steps, batch $batch, lr $lr, minutes $prior_minutes";
-    grep -h -E "stopping after|^step|loss" "$work/train_prior.log" | tail -n 3
-    cat "$work"/eval/results*.md 2>/dev/null || echo "no benchmark results"; } > "$out/summary.txt"
+    grep -h -E "stopping after|^step|loss" "$work/train_prior.log" | tail -n 3 || true
+    echo "finished runs:"; grep -h '^{"method' "$work"/eval_*.log 2>/dev/null || true
+    cat "$work"/eval/results*.md 2>/dev/null || echo "no results table (a shard was cut by the time box)"
+  } > "$out/summary.txt"
   tar -czf "$out/gpu_prior.tar.gz" -C "$work" export train_prior.log \
     $(cd "$work" && ls eval_*.log eval/results* eval/views* 2>/dev/null)
   ls -l "$out"
