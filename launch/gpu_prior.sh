@@ -91,19 +91,20 @@ run_on_gpu() {
 
   if [[ "$bench_minutes" != 0 ]]; then
     t0=$SECONDS
-    local pids=() k bench_args=()
+    local pids=() pid k bench_args=()
     eval "bench_args=(${BENCH_ARGS:-})"  # so that a quoted prompt stays one argument
+    # Each process takes its share of the GPU's memory instead of 75% of it.
+    local mem_fraction
+    mem_fraction=$(awk "BEGIN {print 0.9 / $shards}")
     for ((k = 0; k < shards; k++)); do
-      # Each process takes its share of the GPU's memory instead of 75% of it.
-      XLA_PYTHON_CLIENT_MEM_FRACTION=$(awk "BEGIN {print 0.9 / $shards}") \
+      XLA_PYTHON_CLIENT_MEM_FRACTION=$mem_fraction \
       timeout -s TERM "${bench_minutes}m" "$PYTHON" -m dreamfusion_jax.evaluate --config configs/shapes.py \
         --workdir "$work/eval" --methods sds --shard "$k/$shards" --config.prior.model="$export_dir" \
         "${bench_args[@]}" > "$work/eval_$k.log" 2>&1 &
       pids+=($!)
     done
-    for k in "${pids[@]}"; do wait "$k" || true; done
+    for pid in "${pids[@]}"; do wait "$pid" || true; done
     echo "benchmark: $((SECONDS - t0)) s"
-    grep -h '^{"method' "$work"/eval_*.log || true
   fi
 
   { echo "init: $init"; echo "steps: $steps, batch $batch, lr $lr, minutes $prior_minutes";
@@ -113,6 +114,7 @@ run_on_gpu() {
   } > "$out/summary.txt"
   tar -czf "$out/gpu_prior.tar.gz" -C "$work" export train_prior.log \
     $(cd "$work" && ls eval_*.log eval/results* eval/views* 2>/dev/null)
+  cat "$out/summary.txt"
   ls -l "$out"
 }
 
