@@ -147,6 +147,11 @@ def get_config(arg=None):
   o.end_lr = 1e-5  # cosine decay to this at num_steps
   o.grad_clip = 1.0  # global-norm clip (0 disables)
   o.eps = 1e-15  # Adam epsilon; SDS gradients are small
+  # Exports and scores use an exponential moving average of the NeRF params with this decay per step
+  # (Polyak averaging of the iterates: the SDS gradient's noise averaged out of the result); training
+  # itself is unchanged. 0: off, the last iterate. The average starts from the initial params, whose
+  # weight after N steps is decay^N (0.99: 0.2% after 600 steps): keep 1 / (1 - decay) well under N.
+  o.ema_decay = 0.0
 
   # Logging, checkpoints, export.
   c.log = lg = ml_collections.ConfigDict()

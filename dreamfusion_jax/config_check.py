@@ -85,6 +85,9 @@ def problems(config) -> list:
   if max(config.camera.distance_range) + config.camera.position_jitter * 3 ** 0.5 >= 10 * config.nerf.bound:
     out.append("config.camera.distance_range puts the camera implausibly far from a scene of radius "
                f"config.nerf.bound = {config.nerf.bound}.")
+  if not 0.0 <= config.optim.ema_decay < 1.0:
+    out.append(f"config.optim.ema_decay = {config.optim.ema_decay!r}: must be in [0, 1) (0: no moving "
+               "average, export the last iterate; 0.99: average over ~100 steps).")
   c2f = config.nerf.coarse_to_fine_steps
   if c2f > 0 and config.nerf.encoding != "ipe":
     out.append(f"config.nerf.coarse_to_fine_steps = {c2f} works through IPE's damping: it needs "

@@ -32,6 +32,18 @@ class TrainState:
   params: Any  # NeRF params (field + background)
   opt_state: Any  # optax state
   key: jax.Array  # uint32 [2] root PRNG key; step keys are fold_in(key, step)
+  # Exponential moving average of `params` (config.optim.ema_decay > 0), else None (no leaves).
+  ema_params: Any = None
+
+
+def final_params(state: TrainState) -> Any:
+  """The params a run exports and is scored with: the moving average when the run keeps one."""
+  return state.params if state.ema_params is None else state.ema_params
+
+
+def final_params_item(config) -> str:
+  """Name of the TrainState field that final_params reads, for restoring it alone from a checkpoint."""
+  return "ema_params" if config.optim.ema_decay > 0 else "params"
 
 
 def learning_rate(config) -> optax.Schedule:
@@ -58,7 +70,8 @@ def init_state(config, scene, optimizer, mesh) -> TrainState:
   def init(key):
     params = field.init_params(scene, jax.random.fold_in(key, 0))
     return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                      opt_state=optimizer.init(params), key=key)
+                      opt_state=optimizer.init(params), key=key,
+                      ema_params=params if config.optim.ema_decay > 0 else None)
 
   return jax.jit(init, out_shardings=distributed.replicated(mesh))(jax.random.PRNGKey(config.seed))
 
@@ -125,6 +138,7 @@ def make_train_step(config, scene, prior, optimizer, mesh):
   """
   batch_size = config.batch_per_device * mesh.size
   schedule = learning_rate(config)
+  decay = float(config.optim.ema_decay)
 
   def train_step(state, prior_params, text):
     key = jax.random.fold_in(state.key, state.step)
@@ -143,6 +157,9 @@ def make_train_step(config, scene, prior, optimizer, mesh):
     new_state = state.replace(step=state.step + finite.astype(jnp.int32),
                               params=keep(params, state.params),
                               opt_state=keep(opt_state, state.opt_state))
+    if state.ema_params is not None:
+      ema = jax.tree_util.tree_map(lambda e, p: decay * e + (1.0 - decay) * p, state.ema_params, params)
+      new_state = new_state.replace(ema_params=keep(ema, state.ema_params))
     metrics = dict(aux, loss=total, param_grad_norm=grad_norm, finite=finite,
                    lr=schedule(state.step))
     return new_state, metrics

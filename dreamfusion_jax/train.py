@@ -141,7 +141,7 @@ def train_and_evaluate(config, workdir: str, *, stop_after: int | None = None) -
       run["lock"].release()
   summary = _summarize(config, step, reporter.wall_time, metrics, stopped=stop.reason)
   if stop.reason is None and jax.process_index() == 0:
-    params = distributed.local_copy(state.params)
+    params = distributed.local_copy(step_lib.final_params(state))
     out_dir = f"{workdir}/export/step_{step}"
     summary["outputs"] = export_run.export_all(config, run["scene"], params, out_dir,
                                                config.export.formats, jax.random.PRNGKey(config.seed))

@@ -22,7 +22,8 @@ CONFIG_FILE = "config.json"
 # Frozen fields added after runs were saved, with the value that means what those runs did: a saved
 # config without one resumes as if it had this value.
 ADDED_FIELDS = {"nerf.random_background_prob": 0.0, "nerf.background_saturation": 1.0,
-                "reg.distortion": 0.0, "reg.distortion_start": 0, "reg.distortion_ramp_steps": 0}
+                "reg.distortion": 0.0, "reg.distortion_start": 0, "reg.distortion_ramp_steps": 0,
+                "optim.ema_decay": 0.0}
 
 # Fields that fix parameter shapes or what the run means. A prefix ("nerf") covers its whole section.
 # Everything else (num_steps, log.*, optim learning rates, ...) may change when a run is resumed.
@@ -34,6 +35,7 @@ FROZEN_KEYS = (
     "prior.model",
     "prior.latent_render",
     "optim.optimizer",  # the optimizer state's structure
+    "optim.ema_decay",  # whether the state holds a moving average, and what the exports are
 )
 
 

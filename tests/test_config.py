@@ -67,6 +67,7 @@ def test_configs_are_locked():
     ({"nerf__encoding": "hashgrid", "nerf__coarse_to_fine_steps": 100},
      "config.nerf.coarse_to_fine_steps = 100 works through IPE's damping"),
     ({"nerf__coarse_to_fine_start": -1.0}, "config.nerf.coarse_to_fine_start = -1.0: must be >= 0"),
+    ({"optim__ema_decay": 1.0}, "config.optim.ema_decay = 1.0: must be in [0, 1)"),
     ({"num_steps": 100, "nerf__coarse_to_fine_steps": 101},
      "config.nerf.coarse_to_fine_steps = 101 is above config.num_steps = 100"),
     ({"prior__textureless_drop_words": ("red", " ")}, "config.prior.textureless_drop_words = ('red', ' ')"),

@@ -6,11 +6,13 @@ import shutil
 import subprocess
 import sys
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 from PIL import Image
 
+from dreamfusion_jax import checkpoint
 from dreamfusion_jax import train
 from dreamfusion_jax.evaluate import __main__ as evaluate_cli
 from dreamfusion_jax.evaluate import geometry
@@ -145,6 +147,24 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
     run_part(["a blue torus"])  # the benchmark prompt is not among the captions
   assert not seen, "refused before any scoring"
   assert os.path.getmtime(summary) == stamp
+
+
+def test_a_run_is_scored_with_its_moving_average_fresh_or_reused(tmp_path):
+  config = tiny.get_config()
+  config.prior.model = prior_testing.tiny_prior_dir(tmp_path / "prior", "pixel")
+  config.prompt, config.num_steps, config.optim.ema_decay = "a red cube", 3, 0.5
+  config.export.formats = ()
+  run_dir = str(tmp_path / "run")
+  fresh, _ = evaluate_cli.train_or_reuse(config, run_dir)
+  stamp = os.path.getmtime(os.path.join(run_dir, "summary.json"))
+  reused, _ = evaluate_cli.train_or_reuse(config, run_dir)
+  assert os.path.getmtime(os.path.join(run_dir, "summary.json")) == stamp, "reused, not retrained"
+  last_iterate, _ = checkpoint.restore_params(run_dir, item="params")
+  leaves = lambda tree: [np.asarray(x) for x in jax.tree_util.tree_leaves(tree)]
+  for a, b in zip(leaves(fresh), leaves(reused)):
+    np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-8)
+  assert max(np.abs(a - b).max() for a, b in zip(leaves(fresh), leaves(last_iterate))) > 1e-6, (
+      "scored with the average, not the last iterate")
 
 
 def test_an_interrupted_run_stops_the_benchmark_unscored_and_resumes(tmp_path, monkeypatch):

@@ -41,7 +41,8 @@ def _config(prior_dir, **overrides):
   return helpers.override(c, **overrides)
 
 
-def _params_after(config, mesh, num_steps, text=None):
+def _run_steps(config, mesh, num_steps, text=None):
+  """(the params before and after each step, the final state, the last step's metrics)."""
   prior, prior_params = stable_diffusion.load_from_config(config)
   if text is None:
     text = text_lib.embed_prompts(prior, prior_params, config.prompt, config.negative_prompt, True)
@@ -50,12 +51,18 @@ def _params_after(config, mesh, num_steps, text=None):
   state = step_lib.init_state(config, scene, optimizer, mesh)
   frozen = distributed.replicate({k: v for k, v in prior_params.items() if k in ("unet", "vae")}, mesh)
   text = distributed.replicate(text, mesh)
-  initial = jax.device_get(state.params)
+  iterates = [jax.device_get(state.params)]
   train_step = step_lib.make_train_step(config, scene, prior, optimizer, mesh)
   for _ in range(num_steps):
     state, metrics = train_step(state, frozen, text)
+    iterates.append(jax.device_get(state.params))
   assert bool(metrics["finite"])
-  return initial, jax.device_get(state.params), metrics
+  return iterates, state, metrics
+
+
+def _params_after(config, mesh, num_steps, text=None):
+  iterates, _, metrics = _run_steps(config, mesh, num_steps, text)
+  return iterates[0], iterates[-1], metrics
 
 
 def test_sharded_step_equals_single_device_step(pixel_prior):
@@ -90,8 +97,26 @@ def test_textureless_views_use_the_prompt_without_the_dropped_words(pixel_prior)
   assert gap > 1e-6, "the colourless prompt must change the update for the comparison to mean anything"
 
 
-def test_resumed_run_equals_uninterrupted_run(pixel_prior, tmp_path):
-  config = _config(pixel_prior, export__formats=())
+def test_moving_average_is_the_closed_form_of_the_iterates(pixel_prior):
+  """ema_T = d^T p_0 + (1 - d) sum_s d^(T-s) p_s over the iterates p_1..p_T; the training is unchanged."""
+  decay, num_steps = 0.5, 3
+  mesh = distributed.make_mesh()
+  iterates, state, _ = _run_steps(_config(pixel_prior, optim__ema_decay=decay), mesh, num_steps)
+  weights = [decay ** num_steps] + [(1 - decay) * decay ** (num_steps - s) for s in range(1, num_steps + 1)]
+  expected = jax.tree_util.tree_map(lambda *ps: sum(w * p for w, p in zip(weights, ps)), *iterates)
+  for a, b in zip(jax.tree_util.tree_leaves(step_lib.final_params(state)), jax.tree_util.tree_leaves(expected)):
+    np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5, atol=1e-7)
+  gap = max(np.abs(a - b).max() for a, b in zip(jax.tree_util.tree_leaves(iterates[-1]),
+                                                 jax.tree_util.tree_leaves(expected)))
+  assert gap > 1e-6, "the average must differ from the last iterate for the check to mean anything"
+  _, raw, _ = _params_after(_config(pixel_prior), mesh, num_steps)
+  for a, b in zip(jax.tree_util.tree_leaves(raw), jax.tree_util.tree_leaves(iterates[-1])):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("ema_decay", [0.0, 0.9])
+def test_resumed_run_equals_uninterrupted_run(pixel_prior, tmp_path, ema_decay):
+  config = _config(pixel_prior, export__formats=(), optim__ema_decay=ema_decay)
   straight = train.train_and_evaluate(config, str(tmp_path / "straight"))
   first = train.train_and_evaluate(config, str(tmp_path / "resumed"), stop_after=2)
   assert int(first.step) == 2
@@ -100,6 +125,13 @@ def test_resumed_run_equals_uninterrupted_run(pixel_prior, tmp_path):
   resumed = train.train_and_evaluate(config, str(tmp_path / "resumed"))
   assert int(resumed.step) == config.num_steps
   for a, b in zip(jax.tree_util.tree_leaves(straight.params), jax.tree_util.tree_leaves(resumed.params)):
+    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
+  # What an export or the benchmark restores is the average when the run keeps one.
+  assert (straight.ema_params is None) == (ema_decay == 0.0)
+  restored, step = checkpoint.restore_params(str(tmp_path / "resumed"),
+                                             item=step_lib.final_params_item(config))
+  assert step == config.num_steps
+  for a, b in zip(jax.tree_util.tree_leaves(step_lib.final_params(straight)), jax.tree_util.tree_leaves(restored)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
 
 

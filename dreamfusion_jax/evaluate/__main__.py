@@ -34,12 +34,15 @@ from absl import app
 from absl import flags
 import jax
 import numpy as np
+import ml_collections
 from ml_collections import config_flags
 
 from dreamfusion_jax import checkpoint
 from dreamfusion_jax import distill
+from dreamfusion_jax import step as step_lib
 from dreamfusion_jax import summaries
 from dreamfusion_jax import train
+from dreamfusion_jax import workdir as workdir_lib
 from dreamfusion_jax.evaluate import geometry
 from dreamfusion_jax.evaluate import r_precision
 from dreamfusion_jax.export import images as images_lib
@@ -115,14 +118,16 @@ def train_or_reuse(config, workdir: str):
   """
   summary = finished_summary(workdir)
   if summary is not None:
-    return checkpoint.restore_params(workdir)[0], summary
+    # The run's own config says which params it ends with (a run saved before ema_decay existed: 0).
+    saved = ml_collections.ConfigDict(workdir_lib.load_config(workdir))
+    return checkpoint.restore_params(workdir, item=step_lib.final_params_item(saved))[0], summary
   state = train.train_and_evaluate(config, workdir)
   with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)
   if not summary.get("finished"):
     raise Interrupted(f"{workdir} stopped at step {summary.get('steps')} of {config.num_steps} "
                       "(checkpointed); run the same command again to resume it and the rest of the benchmark")
-  return jax.device_get(state.params), summary
+  return jax.device_get(step_lib.final_params(state)), summary
 
 
 def corner_opacity(opacity) -> float:

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import ml_collections
 
 from dreamfusion_jax import checkpoint
+from dreamfusion_jax import step as step_lib
 from dreamfusion_jax import workdir as workdir_lib
 from dreamfusion_jax.export import mesh as mesh_lib
 from dreamfusion_jax.export import video
@@ -124,7 +125,7 @@ def export_checkpoint(workdir: str, step=None, formats=None) -> dict:
     raise FileNotFoundError(f"{os.path.join(workdir, workdir_lib.CONFIG_FILE)} not found: --workdir must be "
                             "a folder written by python -m dreamfusion_jax.main.")
   config = ml_collections.ConfigDict(saved)
-  params, step = checkpoint.restore_params(workdir, step)
+  params, step = checkpoint.restore_params(workdir, step, item=step_lib.final_params_item(config))
   scene = field.make_scene(config, out_channels=out_channels(params))
   out_dir = os.path.join(workdir, "export", f"step_{step}")
   written = export_all(config, scene, params, out_dir, formats or config.export.formats,
