@@ -33,9 +33,9 @@ import re
 from absl import app
 from absl import flags
 import jax
-import numpy as np
 import ml_collections
 from ml_collections import config_flags
+import numpy as np
 
 from dreamfusion_jax import checkpoint
 from dreamfusion_jax import distill
