@@ -11,6 +11,7 @@ Every process of a multi-process run must call `make_manager`, `save`, `restore_
 """
 
 import contextlib
+import dataclasses
 import os
 from typing import Any, Optional
 
@@ -61,7 +62,19 @@ def save(manager: ocp.CheckpointManager, step: int, state: Any, force: bool = Fa
   step = int(step)
   if step in manager.all_steps():
     return False
-  return manager.save(step, args=ocp.args.StandardSave(state), force=force)
+  return manager.save(step, args=ocp.args.StandardSave(_stored_form(state)), force=force)
+
+
+def _stored_form(state: Any) -> Any:
+  """A dataclass state as the dict of its fields that are not None; anything else as it is.
+
+  A field that is None holds no arrays (TrainState.ema_params when no average is kept), so it is left
+  out of the checkpoint: a state with it None and one from before the field existed store the same tree.
+  """
+  if not dataclasses.is_dataclass(state):
+    return state
+  return {f.name: getattr(state, f.name) for f in dataclasses.fields(state)
+          if getattr(state, f.name) is not None}
 
 
 def wait(manager: ocp.CheckpointManager) -> None:
@@ -136,7 +149,8 @@ def restore_latest(manager: ocp.CheckpointManager, target_state: Any) -> tuple:
   if step is None:
     return target_state, 0
   stored = _stored_leaves(manager, step)
-  lines = _mismatches(stored, ocp.tree.to_flat_dict(target_state, sep="/"))
+  target = _stored_form(target_state)
+  lines = _mismatches(stored, ocp.tree.to_flat_dict(target, sep="/"))
   if lines:
     raise CheckpointError(
         f"checkpoint {_step_path(manager, step)!r} does not match the model being trained (a different "
@@ -144,9 +158,10 @@ def restore_latest(manager: ocp.CheckpointManager, target_state: Any) -> tuple:
         + (f"\n  ... and {len(lines) - 20} more" if len(lines) > 20 else "")
         + "\nPass a fresh --workdir, or resume with the config that wrote this checkpoint.")
   try:
-    state = manager.restore(step, args=ocp.args.StandardRestore(target_state))
+    restored = manager.restore(step, args=ocp.args.StandardRestore(target))
   except Exception as e:  # the tree matched, so a failure here means damaged files
     raise _corrupt(manager, step, e) from e
+  state = dataclasses.replace(target_state, **restored) if dataclasses.is_dataclass(target_state) else restored
   return state, int(step)
 
 

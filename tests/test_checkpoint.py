@@ -67,6 +67,37 @@ def test_save_restore_roundtrip_including_optimizer_state(tmp_path):
   assert isinstance(restored.opt_state[0], optax.ScaleByAdamState)
 
 
+@flax.struct.dataclass
+class StateWithAverage:
+  params: dict
+  opt_state: optax.OptState
+  step: jax.Array
+  key: jax.Array
+  average: dict = None  # None when not kept, as TrainState.ema_params
+
+
+def test_a_field_that_is_none_is_not_stored_so_checkpoints_from_before_it_restore(tmp_path):
+  """A checkpoint written before a None-able field existed restores into the state that has it (None),
+  and one written with it None is the same tree; with the field set, it is stored and restored too."""
+  old = _state(seed=5)
+  manager = checkpoint.make_manager(tmp_path / "old", keep=2, every=1)
+  manager.save(4, args=checkpoint.ocp.args.StandardSave(old))  # what the code before the field wrote
+  checkpoint.wait(manager)
+  fresh = _state(seed=0)
+  target = StateWithAverage(fresh.params, fresh.opt_state, fresh.step, fresh.key)
+  restored, step = checkpoint.restore_latest(manager, target)
+  assert step == 4 and isinstance(restored, StateWithAverage) and restored.average is None
+  _assert_same(State(restored.params, restored.opt_state, restored.step, restored.key), old)
+  for average in (None, jax.tree_util.tree_map(lambda p: 2.0 * p, old.params)):
+    manager = checkpoint.make_manager(tmp_path / f"new_{average is None}", keep=2, every=1)
+    saved = StateWithAverage(old.params, old.opt_state, old.step, old.key, average)
+    checkpoint.save(manager, 6, saved)
+    checkpoint.wait(manager)
+    restored, _ = checkpoint.restore_latest(manager, target.replace(average=None if average is None else
+                                                                      fresh.params))
+    _assert_same(restored, saved)
+
+
 def test_restore_with_no_checkpoint_returns_target(tmp_path):
   manager = checkpoint.make_manager(tmp_path, keep=1, every=1)
   target = _state()
