@@ -33,16 +33,13 @@ import re
 from absl import app
 from absl import flags
 import jax
-import ml_collections
 from ml_collections import config_flags
 import numpy as np
 
-from dreamfusion_jax import checkpoint
 from dreamfusion_jax import distill
 from dreamfusion_jax import step as step_lib
 from dreamfusion_jax import summaries
 from dreamfusion_jax import train
-from dreamfusion_jax import workdir as workdir_lib
 from dreamfusion_jax.evaluate import geometry
 from dreamfusion_jax.evaluate import r_precision
 from dreamfusion_jax.export import images as images_lib
@@ -118,9 +115,7 @@ def train_or_reuse(config, workdir: str):
   """
   summary = finished_summary(workdir)
   if summary is not None:
-    # The run's own config says which params it ends with (a run saved before ema_decay existed: 0).
-    saved = ml_collections.ConfigDict(workdir_lib.load_config(workdir))
-    return checkpoint.restore_params(workdir, item=step_lib.final_params_item(saved))[0], summary
+    return export_run.restore_final_params(workdir)[0], summary
   state = train.train_and_evaluate(config, workdir)
   with open(os.path.join(workdir, "summary.json")) as f:
     summary = json.load(f)

@@ -118,14 +118,21 @@ def out_channels(params) -> int:
   return int(params["params"]["field"]["albedo"]["kernel"].shape[-1])
 
 
-def export_checkpoint(workdir: str, step=None, formats=None) -> dict:
-  """Restores a checkpoint of `workdir` and writes its exports; returns the written paths."""
+def restore_final_params(workdir: str, step=None) -> tuple:
+  """(params, step, config) of a run in `workdir`: the params it exports (its moving average when its
+  own saved config keeps one) from checkpoint `step` (newest if None), and that config."""
   saved = workdir_lib.load_config(workdir)
   if saved is None:
     raise FileNotFoundError(f"{os.path.join(workdir, workdir_lib.CONFIG_FILE)} not found: --workdir must be "
                             "a folder written by python -m dreamfusion_jax.main.")
   config = ml_collections.ConfigDict(saved)
   params, step = checkpoint.restore_params(workdir, step, item=step_lib.final_params_item(config))
+  return params, step, config
+
+
+def export_checkpoint(workdir: str, step=None, formats=None) -> dict:
+  """Restores a checkpoint of `workdir` and writes its exports; returns the written paths."""
+  params, step, config = restore_final_params(workdir, step)
   scene = field.make_scene(config, out_channels=out_channels(params))
   out_dir = os.path.join(workdir, "export", f"step_{step}")
   written = export_all(config, scene, params, out_dir, formats or config.export.formats,
