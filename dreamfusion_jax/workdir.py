@@ -19,11 +19,14 @@ from typing import Any, Optional, Sequence
 
 CONFIG_FILE = "config.json"
 
-# Frozen fields added after runs were saved, with the value that means what those runs did: a saved
-# config without one resumes as if it had this value.
+# Fields added after runs were saved, with the value that means what those runs did: a saved config
+# without one resumes (and is compared, by the benchmark's reuse check) as if it had this value.
 ADDED_FIELDS = {"nerf.random_background_prob": 0.0, "nerf.background_saturation": 1.0,
+                "nerf.coarse_to_fine_steps": 0, "nerf.coarse_to_fine_start": 2.0,
+                "reg.coverage": 0.0, "reg.coverage_max": 0.6,
+                "reg.entropy": 0.0, "reg.entropy_start": 0, "reg.entropy_ramp_steps": 0,
                 "reg.distortion": 0.0, "reg.distortion_start": 0, "reg.distortion_ramp_steps": 0,
-                "optim.ema_decay": 0.0}
+                "sds.num_samples": 1, "optim.ema_decay": 0.0}
 
 # Fields that fix parameter shapes or what the run means. A prefix ("nerf") covers its whole section.
 # Everything else (num_steps, log.*, optim learning rates, ...) may change when a run is resumed.
@@ -37,6 +40,12 @@ FROZEN_KEYS = (
     "optim.optimizer",  # the optimizer state's structure
     "optim.ema_decay",  # whether the state holds a moving average, and what the exports are
 )
+
+
+# Fields that do not change what a run trains: its logging and exports, whether the prior's files may be
+# fetched or converted, and how training renders are chunked for memory (the same values either way).
+# Every other field does: a finished run stands for its config only if they all match.
+UNTRAINED_KEYS = ("log", "export", "prior.local_files_only", "prior.from_pt", "render.chunk")
 
 
 class WorkdirError(ValueError):
@@ -170,7 +179,7 @@ def _acquire_by_pid(path: str) -> WorkdirLock:
   return WorkdirLock(path=path, fd=None)
 
 
-def _config_dict(config: Any) -> dict:
+def config_dict(config: Any) -> dict:
   """The config as plain JSON values (tuples become lists), as it reads back from config.json."""
   if isinstance(config, dict):
     return json.loads(json.dumps(config, sort_keys=True, default=str))
@@ -184,7 +193,7 @@ def save_config(workdir: str, config: Any) -> str:
   file, and concurrent writers from several processes of one run are harmless.
   """
   path = os.path.join(str(workdir), CONFIG_FILE)
-  text = json.dumps(_config_dict(config), sort_keys=True, indent=2) + "\n"
+  text = json.dumps(config_dict(config), sort_keys=True, indent=2) + "\n"
   tmp = f"{path}.tmp.{socket.gethostname()}.{os.getpid()}"
   with open(tmp, "w") as f:
     f.write(text)
@@ -224,8 +233,14 @@ def _flatten(tree: Any, prefix: str = "") -> dict:
   return flat
 
 
-def config_differences(old: dict, new: dict, keys: Sequence[str] = FROZEN_KEYS) -> list:
-  """[(field, old, new)] for every field under `keys` whose value differs ("<absent>" if missing).
+def _under(name: str, prefixes: Sequence[str]) -> bool:
+  return any(name == k or name.startswith(k + ".") for k in prefixes)
+
+
+def config_differences(old: dict, new: dict, keys: Optional[Sequence[str]] = FROZEN_KEYS,
+                       exclude: Sequence[str] = ()) -> list:
+  """[(field, old, new)] for every field under `keys` (None: every field) and not under `exclude` whose
+  value differs ("<absent>" if missing).
 
   A field of ADDED_FIELDS missing from a config (one saved before it existed) reads as its old behaviour.
   """
@@ -233,12 +248,18 @@ def config_differences(old: dict, new: dict, keys: Sequence[str] = FROZEN_KEYS) 
   missing = "<absent>"
   diffs = []
   for name in sorted(set(old_flat) | set(new_flat)):
-    if not any(name == k or name.startswith(k + ".") for k in keys):
+    if (keys is not None and not _under(name, keys)) or _under(name, exclude):
       continue
     a, b = old_flat.get(name, missing), new_flat.get(name, missing)
     if a != b:
       diffs.append((name, a, b))
   return diffs
+
+
+def training_differences(old: dict, new: Any) -> list:
+  """[(field, old, new)] for every field that changes what a run trains (all but UNTRAINED_KEYS) where
+  the saved config `old` and the config `new` differ."""
+  return config_differences(old, config_dict(new), keys=None, exclude=UNTRAINED_KEYS)
 
 
 def check_config_compatible(workdir: str, config: Any, keys: Sequence[str] = FROZEN_KEYS) -> None:
@@ -252,7 +273,7 @@ def check_config_compatible(workdir: str, config: Any, keys: Sequence[str] = FRO
   old = load_config(workdir)
   if old is None:
     return
-  diffs = config_differences(old, _config_dict(config), keys)
+  diffs = config_differences(old, config_dict(config), keys)
   if diffs:
     lines = "\n".join(f"  {name}: {a!r} (saved) -> {b!r} (now)" for name, a, b in diffs)
     raise WorkdirError(

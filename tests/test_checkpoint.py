@@ -325,6 +325,22 @@ def test_config_saved_before_a_field_was_added_resumes_with_its_old_behaviour(tm
     workdir_lib.check_config_compatible(str(tmp_path), _config(nerf__random_background_prob=0.5))
 
 
+def test_training_differences_name_what_changes_a_run_but_not_logging_or_exports(tmp_path):
+  workdir_lib.save_config(str(tmp_path), _config())
+  saved = workdir_lib.load_config(str(tmp_path))
+  assert workdir_lib.training_differences(saved, _config(log__every=10, export__formats=("gif",))) == []
+  assert workdir_lib.training_differences(saved, _config(num_steps=500, prior__dtype="float32")) == [
+      ("num_steps", 100, 500), ("prior.dtype", "bfloat16", "float32")]  # free to change on resume, not here
+  # A field added after the run was saved reads as what the run did: equal to it, or named.
+  later = _config()
+  later.sds = ml_collections.ConfigDict({"num_samples": 1})
+  assert workdir_lib.training_differences(saved, later) == []
+  later.sds.num_samples = 4
+  assert workdir_lib.training_differences(saved, later) == [("sds.num_samples", 1, 4)]
+  later.sds.weighting = "uniform"  # a field the saved config lacks and that has no recorded old value
+  assert ("sds.weighting", "<absent>", "uniform") in workdir_lib.training_differences(saved, later)
+
+
 def test_config_check_passes_for_fresh_workdir(tmp_path):
   workdir_lib.check_config_compatible(str(tmp_path / "fresh"), _config())
 

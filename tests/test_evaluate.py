@@ -1,5 +1,6 @@
 """R-precision semantics and the benchmark runner on a tiny prior."""
 
+import copy
 import json
 import os
 import shutil
@@ -14,6 +15,7 @@ from PIL import Image
 
 from dreamfusion_jax import checkpoint
 from dreamfusion_jax import train
+from dreamfusion_jax import workdir as workdir_lib
 from dreamfusion_jax.evaluate import __main__ as evaluate_cli
 from dreamfusion_jax.evaluate import geometry
 from dreamfusion_jax.evaluate import r_precision
@@ -146,6 +148,27 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   with pytest.raises(ValueError, match="missing"):
     run_part(["a blue torus"])  # the benchmark prompt is not among the captions
   assert not seen, "refused before any scoring"
+  assert os.path.getmtime(summary) == stamp
+
+  # A run trained under another setting is refused before any work, naming the field, instead of being
+  # reported as the new setting's result; logging and exports change nothing trained and may differ.
+  for field, value, message in (("num_steps", 3, r"num_steps: 2 \(saved\) -> 3 \(now\)"),
+                                ("sds.guidance_scale", 7.0, r"sds.guidance_scale: .* -> 7.0 \(now\)")):
+    changed = copy.deepcopy(config)
+    section, _, name = field.rpartition(".")
+    (changed[section] if section else changed)[name] = value
+    seen.clear()
+    with pytest.raises(workdir_lib.WorkdirError, match=message) as info:
+      evaluate_cli.run_benchmark(changed, str(tmp_path / "eval"), ["sds"], ["0"], prompts[:1], 2,
+                                 {"color": spy, "geo": spy, "id": "spy"}, retrieval=prompts)
+    assert str(summary.parent) in str(info.value) and "new --workdir" in str(info.value)
+    assert not seen, "refused before any scoring"
+  relogged = copy.deepcopy(config)
+  relogged.log.every, relogged.export.video_frames = 7, 5
+  seen.clear()
+  reused = evaluate_cli.run_benchmark(relogged, str(tmp_path / "eval"), ["sds"], ["0"], prompts[:1], 2,
+                                      {"color": spy, "geo": spy, "id": "spy"}, retrieval=prompts)
+  assert reused["rows"][0]["iou"] == pytest.approx(row["iou"]) and len(seen) == 2  # only the truth
   assert os.path.getmtime(summary) == stamp
 
 

@@ -5,7 +5,8 @@ r"""The benchmark: train a prompt set with SDS, SJC and ISM and score every resu
       [--retrieval_prompts default]  # score part of the default set among all 12 captions
 
 Each (method, prompt, seed) trains into WORKDIR/<method>/<prompt>/seed_<k> (finished runs are reused,
-so an interrupted benchmark resumes), then is scored: R-precision "color" on albedo renders and "geo"
+so an interrupted benchmark resumes; a folder whose run was trained under another config, say another
+prior or --config.num_steps, is refused before any work, naming the fields), then is scored: R-precision "color" on albedo renders and "geo"
 on textureless renders from `--views` views at 30 degrees elevation (the judge of the embedded world,
 or a CLIP with --clip=DIR), and the IoU of its occupancy with the ground-truth shape, maximised over
 rotations about the vertical axis ("empty fields": runs where no ray of the field reaches opacity 1/2,
@@ -40,6 +41,7 @@ from dreamfusion_jax import distill
 from dreamfusion_jax import step as step_lib
 from dreamfusion_jax import summaries
 from dreamfusion_jax import train
+from dreamfusion_jax import workdir as workdir_lib
 from dreamfusion_jax.evaluate import geometry
 from dreamfusion_jax.evaluate import r_precision
 from dreamfusion_jax.export import images as images_lib
@@ -105,6 +107,46 @@ def finished_summary(workdir: str):
   except FileNotFoundError:
     return None
   return summary if summary.get("finished") else None
+
+
+def run_config(config, method: str, prompt: str, seed):
+  """The config of one benchmark run: `config` with its method, prompt and seed, and no exports."""
+  c = copy.deepcopy(config)
+  with c.unlocked():
+    c.distill, c.prompt, c.seed = method, prompt, int(seed)
+    c.export.formats = ()
+  return c
+
+
+def run_folder(workdir: str, method: str, prompt: str, seed) -> str:
+  return os.path.join(workdir, method, _slug(prompt), f"seed_{seed}")
+
+
+def check_runs_match(config, workdir: str, jobs) -> None:
+  """Refuses, before any work, run folders of `jobs` that hold a run trained (or begun) under another config.
+
+  The benchmark reuses finished runs and resumes interrupted ones; under a changed setting (another
+  prior, step count, loss weight, ...) either would report what the folder holds as the new setting's
+  result. Fields that change nothing trained (workdir.UNTRAINED_KEYS: logging, exports) may differ.
+
+  Raises:
+    workdir_lib.WorkdirError: naming each such folder and its differing fields, saved and now.
+  """
+  stale = []
+  for method, prompt, seed in jobs:
+    folder = run_folder(workdir, method, prompt, seed)
+    saved = workdir_lib.load_config(folder)
+    if saved is None:
+      continue
+    diffs = workdir_lib.training_differences(saved, run_config(config, method, prompt, seed))
+    if diffs:
+      stale.append(f"  {folder}:\n" + "\n".join(f"    {name}: {a!r} (saved) -> {b!r} (now)"
+                                                for name, a, b in diffs))
+  if stale:
+    raise workdir_lib.WorkdirError(
+        f"--workdir {workdir!r} holds {len(stale)} run(s) trained under another config, which the benchmark "
+        "would reuse or resume as this config's result:\n" + "\n".join(stale) + "\nPass a new --workdir "
+        "for this setting, delete those run folders to retrain them, or restore the saved values.")
 
 
 def train_or_reuse(config, workdir: str):
@@ -290,16 +332,14 @@ def run_benchmark(config, workdir, methods, seeds, prompts, num_views, scorers,
   retrieval = list(retrieval or prompts)
   check_retrieval(prompts, retrieval)
   jobs = benchmark_jobs(methods, prompts, seeds, shard)
+  check_runs_match(config, workdir, jobs)
   mine = dict.fromkeys(p for _, p, _ in jobs)  # this shard's prompts, in order
   truth = {p: score_truth(config, p, retrieval, scorers, num_views) for p in mine}
   views_png = os.path.join(workdir, output_names(shard)[1])
   rows, renders = [], []
   for method, prompt, seed in jobs:
-    c = copy.deepcopy(config)
-    with c.unlocked():
-      c.distill, c.prompt, c.seed = method, prompt, int(seed)
-      c.export.formats = ()
-    run_dir = os.path.join(workdir, method, _slug(prompt), f"seed_{seed}")
+    c = run_config(config, method, prompt, seed)
+    run_dir = run_folder(workdir, method, prompt, seed)
     # A finished run with scores saved under the same key is read back without restoring its params.
     summary = finished_summary(run_dir)
     saved = load_scores(run_dir, score_key(scorers, retrieval, num_views, summary)) if summary else None
@@ -387,6 +427,10 @@ def main(argv):
                "geo": r_precision.judge_scorer(("shape",)), "id": r_precision.judge_id()}
   os.makedirs(_WORKDIR.value, exist_ok=True)
   jobs = benchmark_jobs(_METHODS.value, prompts, _SEEDS.value, shard)
+  try:
+    check_runs_match(_CONFIG.value, _WORKDIR.value, jobs)
+  except workdir_lib.WorkdirError as e:
+    raise app.UsageError(str(e)) from e
   for path in set_aside_other_results(_WORKDIR.value, shard, jobs, list(retrieval)):
     print(f"kept an earlier benchmark's file (other runs) as {path}", flush=True)
   try:
