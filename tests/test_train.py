@@ -104,13 +104,13 @@ def test_moving_average_is_the_closed_form_of_the_iterates(pixel_prior):
   iterates, state, _ = _run_steps(_config(pixel_prior, optim__ema_decay=decay), mesh, num_steps)
   weights = [decay ** num_steps] + [(1 - decay) * decay ** (num_steps - s) for s in range(1, num_steps + 1)]
   expected = jax.tree_util.tree_map(lambda *ps: sum(w * p for w, p in zip(weights, ps)), *iterates)
-  for a, b in zip(jax.tree_util.tree_leaves(step_lib.final_params(state)), jax.tree_util.tree_leaves(expected)):
+  leaves = jax.tree_util.tree_leaves
+  for a, b in zip(leaves(step_lib.final_params(state)), leaves(expected)):
     np.testing.assert_allclose(np.asarray(a), b, rtol=1e-5, atol=1e-7)
-  gap = max(np.abs(a - b).max() for a, b in zip(jax.tree_util.tree_leaves(iterates[-1]),
-                                                 jax.tree_util.tree_leaves(expected)))
+  gap = max(np.abs(a - b).max() for a, b in zip(leaves(iterates[-1]), leaves(expected)))
   assert gap > 1e-6, "the average must differ from the last iterate for the check to mean anything"
   _, raw, _ = _params_after(_config(pixel_prior), mesh, num_steps)
-  for a, b in zip(jax.tree_util.tree_leaves(raw), jax.tree_util.tree_leaves(iterates[-1])):
+  for a, b in zip(leaves(raw), leaves(iterates[-1])):
     np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
@@ -131,7 +131,8 @@ def test_resumed_run_equals_uninterrupted_run(pixel_prior, tmp_path, ema_decay):
   restored, step = checkpoint.restore_params(str(tmp_path / "resumed"),
                                              item=step_lib.final_params_item(config))
   assert step == config.num_steps
-  for a, b in zip(jax.tree_util.tree_leaves(step_lib.final_params(straight)), jax.tree_util.tree_leaves(restored)):
+  leaves = jax.tree_util.tree_leaves
+  for a, b in zip(leaves(step_lib.final_params(straight)), leaves(restored)):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
 
 

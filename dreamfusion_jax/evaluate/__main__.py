@@ -4,18 +4,18 @@ r"""The benchmark: train a prompt set with SDS, SJC and ISM and score every resu
       [--methods sds,sjc,ism] [--seeds 0,1] [--prompts "a red cube,a blue torus"] [--config.num_steps=N]
       [--retrieval_prompts default]  # score part of the default set among all 12 captions
 
-Each (method, prompt, seed) trains into WORKDIR/<method>/<prompt>/seed_<k> (finished runs are reused,
-so an interrupted benchmark resumes; a folder whose run was trained under another config, say another
-prior or --config.num_steps, is refused before any work, naming the fields), then is scored: R-precision "color" on albedo renders and "geo"
-on textureless renders from `--views` views at 30 degrees elevation (the judge of the embedded world,
-or a CLIP with --clip=DIR), and the IoU of its occupancy with the ground-truth shape, maximised over
-rotations about the vertical axis ("empty fields": runs where no ray of the field reaches opacity 1/2,
-scored IoU 0; their R-precision then judges the background alone). Beside it, as a diagnostic, the IoU
-at the best size and that size ("size": the NeRF's object over the true one, a geometric mean over
-the non-empty runs), which tell a shape drawn too large from a wrong shape. The table's first row scores
-the world's true objects in the same views: what a perfect NeRF would get, the judge's ceiling. Prints
-one table and writes WORKDIR/results.json and results.md, and WORKDIR/views.png: one row per run, its
-albedo views then its textureless views (the scored renders).
+Each (method, prompt, seed) trains into WORKDIR/<method>/<prompt>/seed_<k> (finished runs are reused, so
+an interrupted benchmark resumes; a folder whose run was trained under another config, say another prior
+or --config.num_steps, is refused before any work, naming the fields), then is scored: R-precision
+"color" on albedo renders and "geo" on textureless renders from `--views` views at 30 degrees elevation
+(the judge of the embedded world, or a CLIP with --clip=DIR), and the IoU of its occupancy with the
+ground-truth shape, maximised over rotations about the vertical axis ("empty fields": runs where no ray
+of the field reaches opacity 1/2, scored IoU 0; their R-precision then judges the background alone).
+Beside it, as a diagnostic, the IoU at the best size and that size ("size": the NeRF's object over the
+true one, a geometric mean over the non-empty runs), which tell a shape drawn too large from a wrong
+shape. The table's first row scores the world's true objects in the same views: what a perfect NeRF
+would get, the judge's ceiling. Prints one table and writes WORKDIR/results.json and results.md, and
+WORKDIR/views.png: one row per run, its albedo views then its textureless views (the scored renders).
 
 `--shard k/n` runs every n-th run from the k-th, so n processes (one per core or machine) share one
 benchmark; each writes results_k_of_n.json/.md, and a last unsharded call reuses every run for the
