@@ -13,6 +13,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from dreamfusion_jax import distributed
+from dreamfusion_jax import refusals
 from dreamfusion_jax import summaries
 from dreamfusion_jax import train
 
@@ -32,7 +33,8 @@ def main(argv):
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   summaries.quiet_library_logs()
   distributed.initialize(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  with refusals.as_messages():
+    train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
 
 
 if __name__ == "__main__":

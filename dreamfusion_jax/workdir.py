@@ -11,6 +11,8 @@ wrong with it in practice and each is caught here, before minutes of compilation
 import dataclasses
 import errno
 import fcntl
+import functools
+import hashlib
 import json
 import os
 import socket
@@ -46,6 +48,10 @@ FROZEN_KEYS = (
 # fetched or converted, and how training renders are chunked for memory (the same values either way).
 # Every other field does: a finished run stands for its config only if they all match.
 UNTRAINED_KEYS = ("log", "export", "prior.local_files_only", "prior.from_pt", "render.chunk")
+
+# The subfolders of a diffusers-layout prior that the loader reads (prior/checkpoint.py): two local
+# folders holding the same bytes in these are the same prior, whatever their paths.
+PRIOR_PARTS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 
 
 class WorkdirError(ValueError):
@@ -237,12 +243,51 @@ def _under(name: str, prefixes: Sequence[str]) -> bool:
   return any(name == k or name.startswith(k + ".") for k in prefixes)
 
 
+def _prior_files(folder: str) -> list:
+  """Sorted relative paths of the files under `folder`'s PRIOR_PARTS."""
+  found = []
+  for part in PRIOR_PARTS:
+    for root, _, files in os.walk(os.path.join(folder, part)):
+      found.extend(os.path.relpath(os.path.join(root, name), folder) for name in files)
+  return sorted(found)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(folder: str, stamp: tuple) -> str:
+  """sha256 over names and bytes; `stamp` (names, sizes, mtimes) keys the cache, so an edit re-reads."""
+  digest = hashlib.sha256()
+  for name, _, _ in stamp:
+    with open(os.path.join(folder, name), "rb") as f:
+      digest.update(name.encode() + b"\0" + hashlib.sha256(f.read()).digest())
+  return digest.hexdigest()
+
+
+def prior_digest(model: Any) -> Optional[str]:
+  """sha256 over the files of a local prior folder's PRIOR_PARTS (names and bytes), or None when
+  `model` is not a local folder holding any of them (a hub id, a missing path)."""
+  if not isinstance(model, str) or not os.path.isdir(model):
+    return None
+  folder = os.path.realpath(model)
+  stamp = []
+  for name in _prior_files(folder):
+    st = os.stat(os.path.join(folder, name))
+    stamp.append((name, st.st_size, st.st_mtime_ns))
+  return _digest(folder, tuple(stamp)) if stamp else None
+
+
+def _same_prior(a: Any, b: Any) -> bool:
+  digest = prior_digest(a)
+  return digest is not None and digest == prior_digest(b)
+
+
 def config_differences(old: dict, new: dict, keys: Optional[Sequence[str]] = FROZEN_KEYS,
                        exclude: Sequence[str] = ()) -> list:
   """[(field, old, new)] for every field under `keys` (None: every field) and not under `exclude` whose
   value differs ("<absent>" if missing).
 
   A field of ADDED_FIELDS missing from a config (one saved before it existed) reads as its old behaviour.
+  prior.model given as two local folders with the same prior files (prior_digest) is the same prior: a
+  run folder moved with a re-cloned repo, or trained on a copy of the weights, still compares equal.
   """
   old_flat, new_flat = dict(ADDED_FIELDS, **_flatten(old)), dict(ADDED_FIELDS, **_flatten(new))
   missing = "<absent>"
@@ -251,7 +296,7 @@ def config_differences(old: dict, new: dict, keys: Optional[Sequence[str]] = FRO
     if (keys is not None and not _under(name, keys)) or _under(name, exclude):
       continue
     a, b = old_flat.get(name, missing), new_flat.get(name, missing)
-    if a != b:
+    if a != b and not (name == "prior.model" and _same_prior(a, b)):
       diffs.append((name, a, b))
   return diffs
 

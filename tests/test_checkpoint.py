@@ -341,6 +341,40 @@ def test_training_differences_name_what_changes_a_run_but_not_logging_or_exports
   assert ("sds.weighting", "<absent>", "uniform") in workdir_lib.training_differences(saved, later)
 
 
+def _write_prior(folder, unet_bytes=b"unet weights", extra=None):
+  for name, data in {"unet/diffusion_flax_model.msgpack": unet_bytes, "unet/config.json": b"{}",
+                     "scheduler/scheduler_config.json": b"{}", **(extra or {})}.items():
+    path = folder / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+  return str(folder)
+
+
+def test_a_prior_is_compared_by_its_files_not_its_path(tmp_path):
+  shipped = _write_prior(tmp_path / "repo" / "weights", extra={"judge/model.msgpack": b"judge"})
+  copy = _write_prior(tmp_path / "elsewhere" / "export", extra={"training.json": b"{}"})  # other non-prior files
+  other = _write_prior(tmp_path / "other", unet_bytes=b"other unet weights")
+  renamed = _write_prior(tmp_path / "renamed", extra={"unet/extra.json": b"{}"})
+  (tmp_path / "run").mkdir()
+  workdir_lib.save_config(str(tmp_path / "run"), _config(prior__model=copy))
+  saved = workdir_lib.load_config(str(tmp_path / "run"))
+  assert workdir_lib.prior_digest(shipped) == workdir_lib.prior_digest(copy) is not None
+  assert workdir_lib.training_differences(saved, _config(prior__model=shipped)) == []
+  workdir_lib.check_config_compatible(str(tmp_path / "run"), _config(prior__model=shipped))  # resumes
+  for changed in (other, renamed, "stabilityai/stable-diffusion-2-1-base", str(tmp_path / "missing")):
+    assert workdir_lib.training_differences(saved, _config(prior__model=changed)) == [
+        ("prior.model", copy, changed)]
+  # An edited file is read again, not answered from the cache.
+  (tmp_path / "elsewhere" / "export" / "unet" / "diffusion_flax_model.msgpack").write_bytes(b"edited weights")
+  assert workdir_lib.training_differences(saved, _config(prior__model=shipped)) == [
+      ("prior.model", copy, shipped)]
+  hub = _config(prior__model="stabilityai/stable-diffusion-2-1-base")
+  assert workdir_lib.prior_digest(hub.prior.model) is None  # not a folder: compared as a name
+  (tmp_path / "hub_run").mkdir()
+  workdir_lib.save_config(str(tmp_path / "hub_run"), hub)
+  assert workdir_lib.training_differences(workdir_lib.load_config(str(tmp_path / "hub_run")), hub) == []
+
+
 def test_config_check_passes_for_fresh_workdir(tmp_path):
   workdir_lib.check_config_compatible(str(tmp_path / "fresh"), _config())
 

@@ -316,6 +316,27 @@ def test_cli_refuses_bad_retrieval_prompts_before_any_work(tmp_path, retrieval, 
   assert not workdir.exists(), "refused before the workdir was made"
 
 
+def test_cli_refuses_a_stale_run_with_its_message_alone_and_leaves_it_untouched(tmp_path):
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  workdir = tmp_path / "eval"
+  stale = tiny.get_config()
+  stale.num_steps += 1
+  folder = evaluate_cli.run_folder(str(workdir), "sds", "a red cube", 0)
+  os.makedirs(folder)
+  saved = workdir_lib.save_config(folder, evaluate_cli.run_config(stale, "sds", "a red cube", 0))
+  before = open(saved).read()
+  done = subprocess.run(
+      [sys.executable, "-m", "dreamfusion_jax.evaluate", "--config", os.path.join(repo, "configs", "tiny.py"),
+       "--workdir", str(workdir), "--prompts", "a red cube", "--methods", "sds", "--seeds", "0"],
+      cwd=repo, capture_output=True, text=True, check=False)
+  assert done.returncode == 1, done.stderr[-3000:]
+  expected = f"num_steps: {stale.num_steps} (saved) -> {stale.num_steps - 1} (now)"
+  assert "error: --workdir" in done.stderr and expected in done.stderr
+  # The message alone: no traceback, no listing of the flags (absl's answer to a UsageError).
+  assert "Traceback" not in done.stderr and "--workdir: Folder of all runs" not in done.stderr
+  assert os.listdir(workdir) == ["sds"] and open(saved).read() == before
+
+
 def test_an_earlier_benchmark_with_other_runs_is_set_aside_not_overwritten(tmp_path):
   jobs = evaluate_cli.benchmark_jobs(["sjc"], ["a red cube"], ["1"])
   retrieval = ["a red cube", "a blue torus"]

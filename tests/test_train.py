@@ -188,6 +188,16 @@ def test_main_command_writes_every_output(tmp_path):
   written = export_run.export_checkpoint(str(workdir), step=2, formats=["obj"])
   assert written["step"] == 2 and written["mesh"][0].endswith("step_2/mesh.obj")
   assert os.path.exists(workdir / "export" / "step_3" / "mesh.glb")
+  # The same folder with another prompt is refused: the message alone on stderr (no traceback), exit 1,
+  # and the finished run left as it was.
+  stamp = os.path.getmtime(workdir / "summary.json")
+  cmd[cmd.index("--config.prompt=a red cube")] = "--config.prompt=a blue torus"
+  refused = subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+  assert refused.returncode == 1, refused.stderr[-3000:]
+  assert "error: --workdir" in refused.stderr and "Traceback" not in refused.stderr
+  assert "prompt: 'a red cube' (saved) -> 'a blue torus' (now)" in refused.stderr
+  assert os.path.getmtime(workdir / "summary.json") == stamp
+  assert json.load(open(workdir / "config.json"))["prompt"] == "a red cube"
 
 
 def test_sigterm_writes_a_checkpoint_and_exits_cleanly(pixel_prior, tmp_path):

@@ -38,6 +38,7 @@ from ml_collections import config_flags
 import numpy as np
 
 from dreamfusion_jax import distill
+from dreamfusion_jax import refusals
 from dreamfusion_jax import step as step_lib
 from dreamfusion_jax import summaries
 from dreamfusion_jax import train
@@ -427,15 +428,14 @@ def main(argv):
                "geo": r_precision.judge_scorer(("shape",)), "id": r_precision.judge_id()}
   os.makedirs(_WORKDIR.value, exist_ok=True)
   jobs = benchmark_jobs(_METHODS.value, prompts, _SEEDS.value, shard)
-  try:
+  with refusals.as_messages():
     check_runs_match(_CONFIG.value, _WORKDIR.value, jobs)
-  except workdir_lib.WorkdirError as e:
-    raise app.UsageError(str(e)) from e
   for path in set_aside_other_results(_WORKDIR.value, shard, jobs, list(retrieval)):
     print(f"kept an earlier benchmark's file (other runs) as {path}", flush=True)
   try:
-    results = run_benchmark(_CONFIG.value, _WORKDIR.value, _METHODS.value, _SEEDS.value, prompts,
-                            _VIEWS.value, scorers, shard, retrieval)
+    with refusals.as_messages():
+      results = run_benchmark(_CONFIG.value, _WORKDIR.value, _METHODS.value, _SEEDS.value, prompts,
+                              _VIEWS.value, scorers, shard, retrieval)
   except Interrupted as e:
     print(f"benchmark interrupted: {e}", flush=True)
     raise SystemExit(1) from e

@@ -11,6 +11,7 @@ import json
 from absl import app
 from absl import flags
 
+from dreamfusion_jax import refusals
 from dreamfusion_jax import summaries
 from dreamfusion_jax.export import run as export_run
 
@@ -24,7 +25,8 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   summaries.quiet_library_logs()
-  written = export_run.export_checkpoint(_WORKDIR.value, _STEP.value, _FORMATS.value)
+  with refusals.as_messages():
+    written = export_run.export_checkpoint(_WORKDIR.value, _STEP.value, _FORMATS.value)
   print(json.dumps(written, indent=2, default=str))
 
 

@@ -1,0 +1,28 @@
+"""What the command-line entry points do with a refusal: print its message and exit 1, no traceback.
+
+A refusal is an error about the user's input, raised before any work is done: a config value out of
+range, a workdir that cannot be written or holds another run, a corrupt or mismatched checkpoint,
+missing prior weights. Its message already names the field or file and says what to do; a Python
+traceback (or absl's listing of every flag, for app.UsageError) around it only hides that.
+"""
+
+import contextlib
+import sys
+
+from dreamfusion_jax import checkpoint
+from dreamfusion_jax import config_check
+from dreamfusion_jax import workdir
+from dreamfusion_jax.prior import checkpoint as prior_checkpoint
+
+REFUSALS = (config_check.ConfigError, workdir.WorkdirError, checkpoint.CheckpointError,
+            prior_checkpoint.PriorNotFoundError)
+
+
+@contextlib.contextmanager
+def as_messages():
+  """Inside it, a REFUSALS error ends the program: "error: <message>" on stderr and exit status 1."""
+  try:
+    yield
+  except REFUSALS as e:
+    print(f"error: {e}", file=sys.stderr, flush=True)
+    raise SystemExit(1) from e
