@@ -1,6 +1,8 @@
 """export_all on a freshly initialised tiny scene: every requested file, or a notice for an empty field."""
 
 import os
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -79,3 +81,13 @@ def test_unknown_format_fails_before_rendering(tmp_path):
   config = tiny_config()
   with pytest.raises(ValueError, match="config.export.formats"):
     run.export_all(config, None, None, str(tmp_path), ("mp4", "usdz"), jax.random.key(0))
+
+
+def test_export_cli_refuses_a_folder_without_a_run_with_one_message(tmp_path):
+  repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  (tmp_path / "notes.txt").write_text("not a run")
+  done = subprocess.run([sys.executable, "-m", "dreamfusion_jax.export", "--workdir", str(tmp_path)],
+                        cwd=repo, capture_output=True, text=True, check=False)
+  assert done.returncode == 1, done.stderr[-3000:]
+  assert f"error: {tmp_path / 'config.json'} not found" in done.stderr and "Traceback" not in done.stderr
+  assert sorted(os.listdir(tmp_path)) == ["notes.txt"], "nothing written"

@@ -123,8 +123,8 @@ def restore_final_params(workdir: str, step=None) -> tuple:
   own saved config keeps one) from checkpoint `step` (newest if None), and that config."""
   saved = workdir_lib.load_config(workdir)
   if saved is None:
-    raise FileNotFoundError(f"{os.path.join(workdir, workdir_lib.CONFIG_FILE)} not found: --workdir must be "
-                            "a folder written by python -m dreamfusion_jax.main.")
+    raise workdir_lib.WorkdirError(f"{os.path.join(workdir, workdir_lib.CONFIG_FILE)} not found: --workdir must "
+                                   "be a folder written by python -m dreamfusion_jax.main.")
   config = ml_collections.ConfigDict(saved)
   params, step = checkpoint.restore_params(workdir, step, item=step_lib.final_params_item(config))
   return params, step, config
