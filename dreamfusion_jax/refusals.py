@@ -20,7 +20,10 @@ REFUSALS = (config_check.ConfigError, workdir.WorkdirError, checkpoint.Checkpoin
 
 @contextlib.contextmanager
 def as_messages():
-  """Inside it, a REFUSALS error ends the program: "error: <message>" on stderr and exit status 1."""
+  """Inside it, a REFUSALS error ends the program: "error: <message>" on stderr and exit status 1.
+
+  Also a decorator: `@refusals.as_messages()` on an entry point's main covers everything it runs.
+  """
   try:
     yield
   except REFUSALS as e:

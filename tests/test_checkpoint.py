@@ -359,6 +359,10 @@ def test_a_prior_is_compared_by_its_files_not_its_path(tmp_path):
   workdir_lib.save_config(str(tmp_path / "run"), _config(prior__model=copy))
   saved = workdir_lib.load_config(str(tmp_path / "run"))
   assert workdir_lib.prior_digest(shipped) == workdir_lib.prior_digest(copy) is not None
+  # PRIOR_PARTS is what the loader reads (kept in workdir.py, which must not import the loader's jax).
+  from dreamfusion_jax.prior import checkpoint as prior_checkpoint  # pylint: disable=g-import-not-at-top
+  assert set(workdir_lib.PRIOR_PARTS) == set(prior_checkpoint.MODEL_FOLDERS) | {
+      "tokenizer", os.path.dirname(prior_checkpoint.SCHEDULER_FILE)}
   assert workdir_lib.training_differences(saved, _config(prior__model=shipped)) == []
   workdir_lib.check_config_compatible(str(tmp_path / "run"), _config(prior__model=shipped))  # resumes
   for changed in (other, renamed, "stabilityai/stable-diffusion-2-1-base", str(tmp_path / "missing")):

@@ -395,6 +395,7 @@ def markdown_table(table: dict, truth=None) -> str:
   return "\n".join(lines)
 
 
+@refusals.as_messages()
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
@@ -428,14 +429,12 @@ def main(argv):
                "geo": r_precision.judge_scorer(("shape",)), "id": r_precision.judge_id()}
   os.makedirs(_WORKDIR.value, exist_ok=True)
   jobs = benchmark_jobs(_METHODS.value, prompts, _SEEDS.value, shard)
-  with refusals.as_messages():
-    check_runs_match(_CONFIG.value, _WORKDIR.value, jobs)
+  check_runs_match(_CONFIG.value, _WORKDIR.value, jobs)
   for path in set_aside_other_results(_WORKDIR.value, shard, jobs, list(retrieval)):
     print(f"kept an earlier benchmark's file (other runs) as {path}", flush=True)
   try:
-    with refusals.as_messages():
-      results = run_benchmark(_CONFIG.value, _WORKDIR.value, _METHODS.value, _SEEDS.value, prompts,
-                              _VIEWS.value, scorers, shard, retrieval)
+    results = run_benchmark(_CONFIG.value, _WORKDIR.value, _METHODS.value, _SEEDS.value, prompts,
+                            _VIEWS.value, scorers, shard, retrieval)
   except Interrupted as e:
     print(f"benchmark interrupted: {e}", flush=True)
     raise SystemExit(1) from e

@@ -21,12 +21,12 @@ _FORMATS = flags.DEFINE_list("formats", None, "Subset of mp4,gif,glb,obj (defaul
 flags.mark_flag_as_required("workdir")
 
 
+@refusals.as_messages()
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   summaries.quiet_library_logs()
-  with refusals.as_messages():
-    written = export_run.export_checkpoint(_WORKDIR.value, _STEP.value, _FORMATS.value)
+  written = export_run.export_checkpoint(_WORKDIR.value, _STEP.value, _FORMATS.value)
   print(json.dumps(written, indent=2, default=str))
 
 
