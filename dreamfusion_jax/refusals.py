@@ -4,6 +4,8 @@ A refusal is an error about the user's input, raised before any work is done: a 
 range, a workdir that cannot be written or holds another run, a corrupt or mismatched checkpoint,
 missing prior weights. Its message already names the field or file and says what to do; a Python
 traceback (or absl's listing of every flag, for app.UsageError) around it only hides that.
+A run stopped by a non-finite loss is printed the same way: its message names the step and the
+settings to change, and the last good checkpoint is kept.
 """
 
 import contextlib
@@ -11,21 +13,24 @@ import sys
 
 from dreamfusion_jax import checkpoint
 from dreamfusion_jax import config_check
+from dreamfusion_jax import train
 from dreamfusion_jax import workdir
 from dreamfusion_jax.prior import checkpoint as prior_checkpoint
 
 REFUSALS = (config_check.ConfigError, workdir.WorkdirError, checkpoint.CheckpointError,
             prior_checkpoint.PriorNotFoundError)
+# Not refusals (the run did work) but stops whose message says all there is to say.
+STOPS = (train.NonFiniteError,)
 
 
 @contextlib.contextmanager
 def as_messages():
-  """Inside it, a REFUSALS error ends the program: "error: <message>" on stderr and exit status 1.
+  """Inside it, a REFUSALS or STOPS error ends the program: "error: <message>" on stderr and exit status 1.
 
   Also a decorator: `@refusals.as_messages()` on an entry point's main covers everything it runs.
   """
   try:
     yield
-  except REFUSALS as e:
+  except REFUSALS + STOPS as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     raise SystemExit(1) from e

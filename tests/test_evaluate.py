@@ -83,6 +83,10 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   assert isinstance(row["empty"], bool) and (row["iou"] == 0.0 or not row["empty"])
   assert 0.0 <= row["haze"] <= 1.0 and out["table"]["sds"]["haze"] == pytest.approx(row["haze"])
   assert out["table"]["sds"]["empty"] == float(row["empty"])
+  # Where the IoU is lost: it follows from the split (an empty field misses all of the true volume).
+  extras = row["extra_below"] + row["extra_beside"] + row["extra_above"]
+  assert row["iou"] == pytest.approx((1.0 - row["missing"]) / (1.0 + extras))
+  assert 0.0 <= row["missing"] <= 1.0 and min(row[k] for k in geometry.VOLUME_ERRORS) >= 0.0
   # The true object's albedo and textureless views, then the run's: 2 views each.
   assert calls == [(2, 16, 16, 3)] * 4
   assert out["truth"]["prompts"]["a red cube"] == {"r_color": 1.0, "r_geo": 1.0}
@@ -282,6 +286,15 @@ def test_means_average_scores_and_take_the_geometric_mean_of_non_empty_sizes():
   m = evaluate_cli.means([dict(r, haze=h) for r, h in zip(rows, (0.1, 0.2, 0.6))])
   assert m["haze"] == pytest.approx(0.3)
   assert "| 1.00 | 0.30 | 33% |" in evaluate_cli.markdown_table({"sds": m})
+  assert m["missing"] is None and evaluate_cli.volume_errors_table({"sds": m}).count("\n") == 1, (
+      "rows saved before the IoU's split was scored: no split row")
+  split = [dict(missing=0.1, extra_below=0.2, extra_beside=0.3, extra_above=0.0),
+           dict(missing=0.3, extra_below=0.0, extra_beside=0.1, extra_above=0.4),
+           dict(missing=1.0, extra_below=0.0, extra_beside=0.0, extra_above=0.0)]  # the empty field
+  m = evaluate_cli.means([dict(r, **e) for r, e in zip(rows, split)])
+  assert (m["missing"], m["extra_below"], m["extra_beside"], m["extra_above"]) == pytest.approx(
+      (1.4 / 3, 0.2 / 3, 0.4 / 3, 0.4 / 3))
+  assert "| sds | 0.40 | 0.47 | 0.07 | 0.13 | 0.13 | 3 |" in evaluate_cli.volume_errors_table({"sds": m})
 
 
 def test_haze_is_the_corner_opacity_and_no_true_object_reaches_the_corners():

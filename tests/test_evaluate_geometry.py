@@ -60,3 +60,34 @@ def test_the_size_search_does_not_rescue_a_wrong_shape():
   assert sized["iou"] < 0.5  # the best any scale of the cube can do is well under a match
   with pytest.raises(ValueError, match="scales must be positive"):
     geometry.best_yaw_scale_iou(column, _box(0.2), bound, scales=(0.0, 1.0))
+
+
+def test_volume_errors_split_a_misplaced_box_into_known_slabs():
+  bound, res = 1.0, 41  # cell 0.05: the boxes below lie on cell boundaries
+  p = mesh_lib.grid_points(bound, res)
+  y = p[..., 1]
+  half = np.array([0.3, 0.3, 0.1])  # not square from above, so a quarter turn shows
+  truth_fn = _box(half)
+  # The true box moved down by 0.1 (a slab missing on top, one extra below), plus a side blob.
+  drawn = _box(half)(p + np.array([0.0, 0.1, 0.0]))
+  blob = (np.abs(p[..., 0] - 0.5) <= 0.05) & (np.abs(y) <= 0.05) & (np.abs(p[..., 2]) <= 0.05)
+  drawn = drawn | blob
+  errors = geometry.volume_errors(drawn, truth_fn, bound, yaw_degrees=0.0)
+  truth = truth_fn(p)
+  cells_y = np.unique(y[truth]).size  # 13 layers of cells from -0.3 to 0.3
+  assert errors["missing"] == pytest.approx(2 / cells_y)  # the top two layers (y = 0.25, 0.3)
+  assert errors["extra_below"] == pytest.approx(2 / cells_y)  # y = -0.35, -0.4
+  assert errors["extra_above"] == 0.0
+  assert errors["extra_beside"] == pytest.approx(blob.sum() / truth.sum())
+  # The split determines the IoU: IoU = (1 - missing) / (1 + extras).
+  iou = geometry.iou(drawn, truth)
+  extras = errors["extra_below"] + errors["extra_beside"] + errors["extra_above"]
+  assert iou == pytest.approx((1 - errors["missing"]) / (1 + extras))
+  # Turned about the vertical axis, the split is read at the yaw the search finds.
+  turned = _box(half)(geometry.rotate_y(p, -np.pi / 2) + np.array([0.0, -0.1, 0.0]))  # moved up instead
+  found = geometry.best_yaw_scale_iou(turned, truth_fn, bound, num_angles=4, scales=(1.0,))
+  at_yaw = geometry.volume_errors(turned, truth_fn, bound, found["true_size_yaw_degrees"])
+  assert at_yaw["extra_above"] == pytest.approx(2 / cells_y) and at_yaw["extra_below"] == 0.0
+  assert at_yaw["extra_beside"] == 0.0, "at the found yaw the box's sides line up"
+  unaligned = geometry.volume_errors(turned, truth_fn, bound, yaw_degrees=0.0)
+  assert unaligned["extra_beside"] > 0.5, "at another yaw they do not, or the yaw proves nothing"

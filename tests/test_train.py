@@ -16,6 +16,7 @@ import helpers  # pylint: disable=g-bad-import-order
 from dreamfusion_jax import checkpoint
 from dreamfusion_jax import config_check
 from dreamfusion_jax import distributed
+from dreamfusion_jax import refusals
 from dreamfusion_jax import step as step_lib
 from dreamfusion_jax import train
 from dreamfusion_jax import workdir as workdir_lib
@@ -136,11 +137,17 @@ def test_resumed_run_equals_uninterrupted_run(pixel_prior, tmp_path, ema_decay):
     np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
 
 
-def test_non_finite_loss_stops_naming_the_step(pixel_prior, tmp_path):
+def test_non_finite_loss_stops_naming_the_step(pixel_prior, tmp_path, capsys):
   config = _config(pixel_prior, sds__guidance_scale=float("inf"))
   with pytest.raises(train.NonFiniteError, match="not finite at step 1"):
     train.train_and_evaluate(config, str(tmp_path / "nan"))
   assert checkpoint.latest_step(checkpoint.make_manager(str(tmp_path / "nan"), 3, 2)) is None
+  # The command-line entry points print it as one message and exit 1, as they do a refusal.
+  with pytest.raises(SystemExit) as stopped, refusals.as_messages():
+    train.train_and_evaluate(config, str(tmp_path / "nan_cli"))
+  assert stopped.value.code == 1
+  err = capsys.readouterr().err
+  assert "\nerror: Loss or gradient is not finite at step 1" in err
 
 
 def test_refusals_come_before_any_work(pixel_prior, tmp_path):

@@ -14,7 +14,9 @@ of the field reaches opacity 1/2, scored IoU 0; their R-precision then judges th
 Beside it, as a diagnostic, the IoU at the best size and that size ("size": the NeRF's object over the
 true one, a geometric mean over the non-empty runs), which tell a shape drawn too large from a wrong
 shape. The table's first row scores the world's true objects in the same views: what a perfect NeRF
-would get, the judge's ceiling. Prints one table and writes WORKDIR/results.json and results.md, and
+would get, the judge's ceiling. A second table splits where the IoU is lost, as fractions of the true
+volume: true cells left empty ("missing") and solid cells outside the truth, below its lowest cell,
+beside it, or above its highest. Prints the tables and writes WORKDIR/results.json and results.md, and
 WORKDIR/views.png: one row per run, its albedo views then its textureless views (the scored renders).
 
 `--shard k/n` runs every n-th run from the k-th, so n processes (one per core or machine) share one
@@ -74,7 +76,8 @@ IOU_RESOLUTION = 64  # occupancy grid per side for the geometry score
 # object of the world reaches them in those views (a test holds this), so on a perfect NeRF it is 0; a
 # low-density cloud around the object shows up here while the IoU, at the opaque surface, misses it.
 HAZE_CORNER_FRACTION = 1 / 8
-SCORE_FIELDS = ("r_color", "r_geo", "iou", "iou_best_size", "size", "empty", "haze")
+SCORE_FIELDS = ("r_color", "r_geo", "iou", "iou_best_size", "size", "empty", "haze",
+                *geometry.VOLUME_ERRORS)
 SCORES_FILE = "scores.json"  # in a run folder: its scores, and what they were scored with
 VIEWS_FILE = "scored_views.npy"  # ... and the scored renders, for views.png
 
@@ -199,9 +202,11 @@ def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_vie
     occupied = geometry.nerf_occupancy(density_fn, bound, IOU_RESOLUTION)
     sized = geometry.best_yaw_scale_iou(occupied, truth_fn, bound)
     geo = {"iou": sized["true_size_iou"], "iou_best_size": sized["iou"], "size": sized["scale"],
-           "empty": False}
+           "empty": False,
+           **geometry.volume_errors(occupied, truth_fn, bound, sized["true_size_yaw_degrees"])}
   except mesh_lib.EmptyFieldError:  # nothing rendered opaque: no overlap with the shape, and no size
-    geo = {"iou": 0.0, "iou_best_size": 0.0, "size": None, "empty": True}
+    geo = {"iou": 0.0, "iou_best_size": 0.0, "size": None, "empty": True,
+           **dict.fromkeys(geometry.VOLUME_ERRORS, 0.0), "missing": 1.0}
   scores = {"r_color": r_precision.r_precision(scorers["color"], albedo, truth, prompts),
             "r_geo": r_precision.r_precision(scorers["geo"], textureless, truth, prompts),
             "haze": corner_opacity(albedo_out.opacity), **geo}
@@ -375,6 +380,9 @@ def means(rows) -> dict:
   out["size"] = float(np.exp(np.mean(np.log(sizes)))) if sizes else None
   hazes = [r["haze"] for r in rows if r.get("haze") is not None]  # rows saved before it was scored lack it
   out["haze"] = float(np.mean(hazes)) if len(hazes) == len(rows) else None
+  for k in geometry.VOLUME_ERRORS:  # likewise for rows saved before the IoU's error split was scored
+    values = [r[k] for r in rows if r.get(k) is not None]
+    out[k] = float(np.mean(values)) if values and len(values) == len(rows) else None
   out["runs"] = len(rows)
   return out
 
@@ -392,6 +400,18 @@ def markdown_table(table: dict, truth=None) -> str:
     lines.append(f"| {method} | {m['r_color']:.2f} | {m['r_geo']:.2f} | {m['iou']:.2f} | "
                  f"{m['iou_best_size']:.2f} | {size} | {haze} | {m['empty']:.0%} | {m['steps']:.0f} | "
                  f"{m['wall_time_s']:.0f} | {m['runs']} |")
+  return "\n".join(lines)
+
+
+def volume_errors_table(table: dict) -> str:
+  """Where each method's IoU is lost (geometry.volume_errors' means, as fractions of the true volume);
+  methods whose rows lack them are left out, and with none left only the header is returned."""
+  lines = ["| method | IoU | missing | extra below | extra beside | extra above | runs |",
+           "|---|---|---|---|---|---|---|"]
+  for method, m in table.items():
+    if all(m.get(k) is not None for k in geometry.VOLUME_ERRORS):
+      lines.append(f"| {method} | {m['iou']:.2f} | "
+                   + " | ".join(f"{m[k]:.2f}" for k in geometry.VOLUME_ERRORS) + f" | {m['runs']} |")
   return "\n".join(lines)
 
 
@@ -441,7 +461,9 @@ def main(argv):
   name = output_names(shard)[0]
   with open(os.path.join(_WORKDIR.value, name + ".json"), "w") as f:
     json.dump(results, f, indent=2)
-  text = markdown_table(results["table"], results["truth"])
+  text = "\n\n".join([markdown_table(results["table"], results["truth"]),
+                       "Where the IoU is lost (fractions of the true volume; per run, "
+                       "IoU = (1 - missing) / (1 + the extras)):", volume_errors_table(results["table"])])
   with open(os.path.join(_WORKDIR.value, name + ".md"), "w") as f:
     f.write(text + "\n")
   print(text)

@@ -75,7 +75,34 @@ def best_yaw_scale_iou(occupied: np.ndarray, truth_fn: Callable, bound: float, n
   for s in sorted(set(scales) | {1.0}):
     result = best_yaw_iou(occupied, lambda p, s=s: truth_fn(p / s), bound, num_angles)
     if s == 1.0:
-      true_size = result["iou"]
+      true_size = result
     if result["iou"] > best["iou"]:
       best = dict(result, scale=float(s))
-  return dict(best, true_size_iou=true_size)
+  return dict(best, true_size_iou=true_size["iou"], true_size_yaw_degrees=true_size["yaw_degrees"])
+
+
+# Where the IoU is lost, as fractions of the true volume: IoU = (1 - missing) / (1 + the three extras).
+VOLUME_ERRORS = ("missing", "extra_below", "extra_beside", "extra_above")
+
+
+def volume_errors(occupied: np.ndarray, truth_fn: Callable, bound: float, yaw_degrees: float) -> dict:
+  """Where `occupied` and the truth (turned by the yaw best_yaw_iou found) disagree, per true volume.
+
+  missing: true cells left empty; extra_below / extra_above: occupied cells under / over the truth's
+  lowest / highest cell (a column grown under a cube, a cylinder drawn too tall); extra_beside: the
+  other occupied cells outside the truth (fog around it, the space under a table's top filled in).
+  A diagnostic beside the IoU, which they determine: IoU = (1 - missing) / (1 + sum of the extras).
+  """
+  points = mesh_lib.grid_points(bound, occupied.shape[0])
+  truth = np.asarray(truth_fn(rotate_y(points, np.deg2rad(yaw_degrees))), bool)
+  volume = truth.sum()
+  if volume == 0:
+    raise ValueError("the true shape has no cell on the grid: refine the grid")
+  y = points[..., 1]
+  extra = occupied & ~truth
+  below = extra & (y < y[truth].min())
+  above = extra & (y > y[truth].max())
+  return {"missing": float((truth & ~occupied).sum() / volume),
+          "extra_below": float(below.sum() / volume),
+          "extra_beside": float((extra & ~below & ~above).sum() / volume),
+          "extra_above": float(above.sum() / volume)}
