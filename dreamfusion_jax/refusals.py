@@ -13,24 +13,29 @@ import sys
 
 from dreamfusion_jax import checkpoint
 from dreamfusion_jax import config_check
-from dreamfusion_jax import train
 from dreamfusion_jax import workdir
 from dreamfusion_jax.prior import checkpoint as prior_checkpoint
 
 REFUSALS = (config_check.ConfigError, workdir.WorkdirError, checkpoint.CheckpointError,
             prior_checkpoint.PriorNotFoundError)
-# Not refusals (the run did work) but stops whose message says all there is to say.
-STOPS = (train.NonFiniteError,)
+
+
+class Stop(Exception):
+  """A run that stopped (not a refusal: it did work) with a message that says all there is to say.
+
+  A base for such errors where they are raised (train.NonFiniteError), so that this module, which every
+  entry point imports, stays free of the training code's imports.
+  """
 
 
 @contextlib.contextmanager
 def as_messages():
-  """Inside it, a REFUSALS or STOPS error ends the program: "error: <message>" on stderr and exit status 1.
+  """Inside it, a REFUSALS error or a Stop ends the program: "error: <message>" on stderr and exit status 1.
 
   Also a decorator: `@refusals.as_messages()` on an entry point's main covers everything it runs.
   """
   try:
     yield
-  except REFUSALS + STOPS as e:
+  except REFUSALS + (Stop,) as e:
     print(f"error: {e}", file=sys.stderr, flush=True)
     raise SystemExit(1) from e

@@ -16,6 +16,7 @@ import numpy as np
 from dreamfusion_jax import checkpoint
 from dreamfusion_jax import config_check
 from dreamfusion_jax import distributed
+from dreamfusion_jax import refusals
 from dreamfusion_jax import step as step_lib
 from dreamfusion_jax import summaries
 from dreamfusion_jax import workdir as workdir_lib
@@ -27,7 +28,7 @@ from dreamfusion_jax.prior import stable_diffusion
 from dreamfusion_jax.prior import text as text_lib
 
 
-class NonFiniteError(FloatingPointError):
+class NonFiniteError(FloatingPointError, refusals.Stop):
   """The loss or gradient stopped being finite; the last good checkpoint is kept."""
 
 

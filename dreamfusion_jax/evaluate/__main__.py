@@ -205,8 +205,9 @@ def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_vie
            "empty": False,
            **geometry.volume_errors(occupied, truth_fn, bound, sized["true_size_yaw_degrees"])}
   except mesh_lib.EmptyFieldError:  # nothing rendered opaque: no overlap with the shape, and no size
+    nothing = np.zeros((IOU_RESOLUTION,) * 3, bool)
     geo = {"iou": 0.0, "iou_best_size": 0.0, "size": None, "empty": True,
-           **dict.fromkeys(geometry.VOLUME_ERRORS, 0.0), "missing": 1.0}
+           **geometry.volume_errors(nothing, truth_fn, bound, 0.0)}
   scores = {"r_color": r_precision.r_precision(scorers["color"], albedo, truth, prompts),
             "r_geo": r_precision.r_precision(scorers["geo"], textureless, truth, prompts),
             "haze": corner_opacity(albedo_out.opacity), **geo}
