@@ -8,8 +8,12 @@
 #                                       wheels (requirements.txt's versions) such a machine lacks
 #   launch/gpu_prior.sh run OUT_DIR     there: installs .whl/ into a private folder, continues the prior from
 #                                       $INIT for $PRIOR_MINUTES, exports it, runs the SDS benchmark on it for
-#                                       $BENCH_MINUTES, and writes OUT_DIR/gpu_prior.tar.gz (the exported prior,
-#                                       the benchmark's results and views, the logs) and OUT_DIR/summary.txt
+#                                       $BENCH_MINUTES, and writes OUT_DIR/prior.tar.gz (the exported prior and
+#                                       its training log), OUT_DIR/eval.tar.gz (the benchmark's results, views,
+#                                       run folders and logs) and OUT_DIR/summary.txt
+#   launch/gpu_prior.sh bench OUT_DIR   there, after `run` on the same (still warm) machine: continues the
+#                                       benchmark on the prior `run` exported for $BENCH_MINUTES more (its
+#                                       finished runs are reused, a cut one resumes from its checkpoint)
 #
 # The two halves are time-boxed so that the whole command ends inside one ~10-minute call. Whatever the
 # time box cuts off is still useful: train_prior exports at its --max-minutes stop, and the benchmark's
@@ -19,13 +23,16 @@
 # Variables (all optional):
 #   PYTHON         interpreter (default python3)
 #   INIT           exported prior to continue from (default: the shipped dreamfusion_jax/shapes/weights)
-#   PRIOR_STEPS    optimizer steps of the continuation (default 20000); the learning rate cools down
-#                  (cosine) over the last quarter
-#   PRIOR_BATCH    images per step (default 64)
-#   PRIOR_LR       peak learning rate (default 2.5e-4, the shipped prior's last fine-tune)
-#   PRIOR_MINUTES  wall-clock cap of the training (default 4)
+#   PRIOR_MINUTES  wall-clock length of the training, compilation included (default 4); as many steps as
+#                  fit, the learning rate cooling down (cosine, to 0.1x) over the last quarter by the clock
+#   PRIOR_STEPS    a cap on its optimizer steps (default 1000000: the clock ends it)
+#   PRIOR_BATCH    images per step (default 96), a multiple of 8 and of the shape weights' sum
+#   PRIOR_LR       peak learning rate (default 3e-4; the shipped prior's last fine-tune: 2.5e-4 at batch 24)
+#   PRIOR_SHAPES   the shapes' shares of each batch (default "1 1 1 1 2 2 2 2": the torus, snowman,
+#                  mushroom and table twice, as in the shipped prior's last fine-tune)
+#   PRIOR_SEED     the renders' seed (default 5; earlier runs used 0, 1 and 3)
 #   BENCH_MINUTES  wall-clock cap of the benchmark (default 3.5; 0 skips it)
-#   SHARDS         benchmark processes sharing the GPU (default 4)
+#   SHARDS         benchmark processes sharing the GPU (default 8, for 16 CPU cores: scoring runs on them)
 #   BENCH_ARGS     extra arguments for `python -m dreamfusion_jax.evaluate`, shell-quoted
 #                  (e.g. "--seeds 0 --prompts 'a red sphere'")
 #   WORK           scratch folder (default /tmp/gpu_prior)
@@ -64,9 +71,30 @@ run_on_gpu() {
   local out=$1
   local work=${WORK:-/tmp/gpu_prior}
   local init=${INIT:-dreamfusion_jax/shapes/weights}
-  local steps=${PRIOR_STEPS:-20000} batch=${PRIOR_BATCH:-64} lr=${PRIOR_LR:-2.5e-4}
-  local prior_minutes=${PRIOR_MINUTES:-4} bench_minutes=${BENCH_MINUTES:-3.5} shards=${SHARDS:-4}
+  local steps=${PRIOR_STEPS:-1000000} batch=${PRIOR_BATCH:-96} lr=${PRIOR_LR:-3e-4}
+  local shape_weights=${PRIOR_SHAPES:-1 1 1 1 2 2 2 2} seed=${PRIOR_SEED:-5}
+  local prior_minutes=${PRIOR_MINUTES:-4}
   [[ -d "$init/unet" ]] || { echo "gpu_prior.sh: INIT=$init is not an exported prior (no unet/)" >&2; exit 2; }
+  install_wheels "$out" "$work"
+
+  local export_dir="$work/export" t0=$SECONDS
+  rm -rf "$work/prior" "$export_dir" "$work/eval"
+  # shellcheck disable=SC2086  # the shape weights are one argument per shape
+  "$PYTHON" -m dreamfusion_jax.shapes.train_prior --workdir "$work/prior" --init-from-weights "$init" \
+    --steps "$steps" --max-minutes "$prior_minutes" \
+    --cooldown-minutes "$(awk "BEGIN {print $prior_minutes / 4}")" --lr "$lr" --batch "$batch" \
+    --shape-weights $shape_weights --seed "$seed" --cameras shapes --out "$export_dir" 2>&1 \
+    | tr '\r' '\n' | tee "$work/train_prior.log" | grep -v -E '^ *[0-9]+%' || true
+  [[ -f "$export_dir/training.json" ]] || { echo "gpu_prior.sh: the prior was not exported" >&2; exit 1; }
+  echo "prior: $((SECONDS - t0)) s"
+  { echo "init: $init"; echo "batch $batch, lr $lr, shapes $shape_weights, seed $seed, minutes $prior_minutes";
+    grep -h -E "stopping after|^checkpoint|params" "$work/train_prior.log" | tail -n 3 || true
+  } > "$work/prior_summary.txt"
+  benchmark "$out" "$work"
+}
+
+install_wheels() {  # installs the carried wheels into $2/site; exports the environment every step needs
+  local out=$1 work=$2
   if ! ls "$WHEELS"/*.whl >/dev/null 2>&1; then
     echo "gpu_prior.sh: no wheels in $WHEELS/: run 'launch/gpu_prior.sh wheels' where pip reaches a registry," \
          "and carry $WHEELS" >&2
@@ -79,16 +107,19 @@ run_on_gpu() {
   # One compilation for every benchmark run: they trace the same step, only the inputs differ.
   export JAX_COMPILATION_CACHE_DIR="$work/jax_cache" JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS=0
   "$PYTHON" -c "import jax; print('devices:', jax.devices())"
+}
 
-  local export_dir="$work/export" t0=$SECONDS
-  rm -rf "$work/prior" "$export_dir" "$work/eval"
-  "$PYTHON" -m dreamfusion_jax.shapes.train_prior --workdir "$work/prior" --init-from-weights "$init" \
-    --steps "$steps" --cooldown-from $((steps * 3 / 4)) --lr "$lr" --batch "$batch" --cameras shapes \
-    --max-minutes "$prior_minutes" --out "$export_dir" 2>&1 | tr '\r' '\n' | tee "$work/train_prior.log" \
-    | grep -v -E '^ *[0-9]+%' || true
-  [[ -f "$export_dir/training.json" ]] || { echo "gpu_prior.sh: the prior was not exported" >&2; exit 1; }
-  echo "prior: $((SECONDS - t0)) s"
+continue_benchmark() {
+  local out=$1 work=${WORK:-/tmp/gpu_prior}
+  [[ -f "$work/export/training.json" ]] || { echo "gpu_prior.sh: no exported prior in $work/export:" \
+    "'bench' continues what 'run' began on the same machine" >&2; exit 2; }
+  install_wheels "$out" "$work"
+  benchmark "$out" "$work"
+}
 
+benchmark() {  # the SDS benchmark on $2/export, time-boxed; packs everything into $1
+  local out=$1 work=$2 export_dir="$2/export"
+  local bench_minutes=${BENCH_MINUTES:-3.5} shards=${SHARDS:-8} t0
   if [[ "$bench_minutes" != 0 ]]; then
     t0=$SECONDS
     local pids=() pid k bench_args=()
@@ -107,13 +138,17 @@ run_on_gpu() {
     echo "benchmark: $((SECONDS - t0)) s"
   fi
 
-  { echo "init: $init"; echo "steps: $steps, batch $batch, lr $lr, minutes $prior_minutes";
-    grep -h -E "stopping after|^step|loss" "$work/train_prior.log" | tail -n 3 || true
+  { cat "$work/prior_summary.txt"
     echo "finished runs:"; grep -h '^{"method' "$work"/eval_*.log 2>/dev/null || true
     cat "$work"/eval/results*.md 2>/dev/null || echo "no results table (a shard was cut by the time box)"
   } > "$out/summary.txt"
-  tar -czf "$out/gpu_prior.tar.gz" -C "$work" export train_prior.log \
-    $(cd "$work" && ls eval_*.log eval/results* eval/views* 2>/dev/null)
+  # Two archives, each under the 16 MB a device call returns per file: the prior (11 MB), and the
+  # benchmark with its finished runs' scores and final NeRFs (~0.5 MB a run, TensorBoard logs left
+  # out), so that a CPU machine can merge them with runs it finishes itself (evaluate reuses a run
+  # folder that holds both).
+  tar -czf "$out/prior.tar.gz" -C "$work" export train_prior.log
+  tar -czf "$out/eval.tar.gz" -C "$work" --exclude=tensorboard \
+    $(cd "$work" && ls -d eval_*.log eval 2>/dev/null)
   cat "$out/summary.txt"
   ls -l "$out"
 }
@@ -121,5 +156,6 @@ run_on_gpu() {
 case "${1:-}" in
   wheels) fetch_wheels ;;
   run) [[ $# -eq 2 ]] || { echo "usage: $0 run OUT_DIR" >&2; exit 2; }; run_on_gpu "$2" ;;
-  *) echo "usage: $0 wheels | $0 run OUT_DIR   (see the comment at the top)" >&2; exit 2 ;;
+  bench) [[ $# -eq 2 ]] || { echo "usage: $0 bench OUT_DIR" >&2; exit 2; }; continue_benchmark "$2" ;;
+  *) echo "usage: $0 wheels | $0 run OUT_DIR | $0 bench OUT_DIR   (see the comment at the top)" >&2; exit 2 ;;
 esac

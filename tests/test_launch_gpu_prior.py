@@ -3,6 +3,7 @@
 import os
 import re
 import subprocess
+import sys
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(REPO, "launch", "gpu_prior.sh")
@@ -38,3 +39,21 @@ def test_run_without_wheels_says_how_to_get_them(tmp_path):
 def test_run_refuses_a_folder_that_is_not_an_exported_prior(tmp_path):
   result = _run("run", str(tmp_path / "out"), INIT=str(tmp_path))
   assert result.returncode == 2 and "INIT=" in result.stderr and "unet" in result.stderr
+
+
+def test_bench_without_a_prior_from_run_says_so(tmp_path):
+  result = _run("bench", str(tmp_path / "out"), WORK=str(tmp_path / "work"))
+  assert result.returncode == 2 and "'bench' continues what 'run' began" in result.stderr
+  assert not (tmp_path / "out").exists()
+
+
+def test_train_prior_refuses_a_clock_cooldown_longer_than_the_run(tmp_path):
+  for extra, field in ((["--max-minutes", "2", "--cooldown-minutes", "3"], "--cooldown-minutes"),
+                       (["--cooldown-minutes", "1"], "--cooldown-minutes"),
+                       (["--max-minutes", "4", "--cooldown-minutes", "1", "--cooldown-from", "50"],
+                        "--cooldown-from and --cooldown-minutes")):
+    result = subprocess.run(
+        [sys.executable, "-m", "dreamfusion_jax.shapes.train_prior", "--workdir", str(tmp_path / "w"),
+         *extra], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 2 and field in result.stderr, result.stderr
+    assert not (tmp_path / "w").exists()  # refused before any work

@@ -63,18 +63,25 @@ def test_train_step_updates_ema_with_its_warmup_decay(tiny):
   from configs import base as base_config  # pylint: disable=g-import-not-at-top
   text, unet, params = tiny["text"], tiny["unet"], tiny["params"]
   optimizer = train_prior.make_optimizer(1e-3, 1)
-  state = train_prior.TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                                 ema=jax.tree_util.tree_map(jnp.copy, params),
-                                 opt_state=optimizer.init(params))
+  fresh = lambda: train_prior.TrainState(  # the step donates its state: each call gets its own
+      step=jnp.zeros((), jnp.int32), params=jax.tree_util.tree_map(jnp.copy, params),
+      ema=jax.tree_util.tree_map(jnp.copy, params), opt_state=optimizer.init(params))
   table = jnp.asarray(tokenizer_lib.encode(tiny["tok"], captions.caption_table()))
   step_fn = train_prior.make_train_step(text, unet, optimizer, base_config.get_config(), 8)
   before = jax.tree_util.tree_map(np.asarray, params)
-  new, loss = step_fn(state, jax.random.PRNGKey(0), table)
+  new, loss = step_fn(fresh(), jax.random.PRNGKey(0), table)
   assert int(new.step) == 1 and np.isfinite(float(loss))
   decay = 1.0 / 10.0  # (1 + step) / (10 + step) at step 0
   for e, p, b in zip(jax.tree_util.tree_leaves(new.ema), jax.tree_util.tree_leaves(new.params),
                      jax.tree_util.tree_leaves(before)):
     np.testing.assert_allclose(np.asarray(e), decay * b + (1 - decay) * np.asarray(p), atol=1e-6)
+  # lr_scale scales the whole update (adam and weight decay alike): 0 leaves the params, 0.5 halves the step.
+  still, _ = step_fn(fresh(), jax.random.PRNGKey(0), table, jnp.float32(0.0))
+  half, _ = step_fn(fresh(), jax.random.PRNGKey(0), table, jnp.float32(0.5))
+  for s, h, n, b in zip(jax.tree_util.tree_leaves(still.params), jax.tree_util.tree_leaves(half.params),
+                        jax.tree_util.tree_leaves(new.params), jax.tree_util.tree_leaves(before)):
+    np.testing.assert_array_equal(np.asarray(s), b)
+    np.testing.assert_allclose(np.asarray(h) - b, 0.5 * (np.asarray(n) - b), atol=1e-7)
   # A checkpoint round-trips the whole state.
   restored = flax.serialization.from_bytes(new, flax.serialization.to_bytes(new))
   for a, b in zip(jax.tree_util.tree_leaves(restored), jax.tree_util.tree_leaves(new)):
@@ -142,6 +149,22 @@ def test_cooldown_schedule_joins_the_constant_rate_and_resumes_with_the_same_sta
   assert before == after
   with pytest.raises(ValueError, match="--cooldown-from"):
     train_prior.learning_rate(lr, warmup, 300, 300)
+
+
+def test_clock_cooldown_is_the_step_cooldown_by_wall_clock():
+  floor = train_prior.COOLDOWN_FLOOR
+  scale = lambda t: train_prior.clock_cooldown_scale(t, 240.0, 60.0)
+  assert scale(0.0) == 1.0 and scale(180.0) == 1.0  # constant until the last minute
+  np.testing.assert_allclose(scale(210.0), (1.0 + floor) / 2, rtol=1e-12)  # halfway: the mean
+  assert scale(240.0) == pytest.approx(floor) and scale(1e4) == pytest.approx(floor)
+  assert 1.0 > scale(190.0) > scale(200.0) > scale(230.0) > floor
+  # The same curve as learning_rate's step cooldown, with seconds for steps.
+  steps = train_prior.learning_rate(1.0, 1, 180, 240)
+  for t in (185, 200, 225, 240):
+    np.testing.assert_allclose(scale(float(t)), float(steps(t)), rtol=1e-5)
+  for bad in (0.0, 300.0):
+    with pytest.raises(ValueError, match="--cooldown-minutes"):
+      train_prior.clock_cooldown_scale(10.0, 240.0, bad)
 
 
 def test_camera_choice_is_recorded_with_the_step_a_fine_tune_switched_at():

@@ -7,6 +7,9 @@
       --cameras shapes --cooldown-from 7000   # fine-tune on the shapes main job's cameras
   python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/more --init-from-weights \
       dreamfusion_jax/shapes/weights --steps 6000 --cameras shapes   # continue the shipped prior
+  python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/gpu --init-from-weights \
+      dreamfusion_jax/shapes/weights --steps 1000000 --max-minutes 4 --cooldown-minutes 1 \
+      --cameras shapes   # time-boxed: as many steps as 4 minutes allow, cooled down over the last one
 
 Every step renders a new batch (world.sample_batch, inside the jitted step), captions it, drops 10% of
 captions to "" for classifier-free guidance, and takes an AdamW step on the DDPM epsilon loss of the
@@ -19,6 +22,7 @@ only the exported EMA weights, not that train state: --init-from-weights continu
 
 import argparse
 import json
+import math
 import os
 import platform
 import shutil
@@ -93,6 +97,20 @@ def make_optimizer(lr: float, warmup: int, cooldown_from: int = 0,
   return optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(schedule, weight_decay=1e-4))
 
 
+def clock_cooldown_scale(elapsed_s: float, max_s: float, cooldown_s: float) -> float:
+  """The learning rate's multiplier for a run that cools down over its last `cooldown_s` of `max_s` seconds.
+
+  1 until max_s - cooldown_s, then the cosine of learning_rate's cooldown, by wall clock instead of
+  steps: COOLDOWN_FLOOR at max_s (and after). A time-boxed run on hardware whose speed is not known in
+  advance (a first run on a GPU) still ends cooled down, wherever its step count lands.
+  """
+  if not 0 < cooldown_s <= max_s:
+    raise ValueError(f"--cooldown-minutes must be in (0, --max-minutes]; got {cooldown_s / 60:g} of "
+                     f"{max_s / 60:g} minutes")
+  progress = min(max((elapsed_s - (max_s - cooldown_s)) / cooldown_s, 0.0), 1.0)
+  return COOLDOWN_FLOOR + (1.0 - COOLDOWN_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
 def diffusion_loss(params, text, unet, images, ids, key, alphas_cumprod):
   """Min-SNR-weighted epsilon MSE at uniform t; images [B, H, W, 3] in [0, 1]."""
   t_key, noise_key = jax.random.split(key)
@@ -109,10 +127,13 @@ def diffusion_loss(params, text, unet, images, ids, key, alphas_cumprod):
 
 
 def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weights=None):
-  """The jitted step: render a batch (world.sample_batch's shape_weights), one optimizer update, EMA update."""
+  """The jitted step: render a batch (world.sample_batch's shape_weights), one optimizer update, EMA update.
+
+  `lr_scale` multiplies the optimizer's scheduled learning rate (clock_cooldown_scale's cooldown).
+  """
   alphas_cumprod = jnp.asarray(prior_model.alphas_cumprod())
 
-  def step_fn(state: TrainState, root_key: jax.Array, token_table: jax.Array):
+  def step_fn(state: TrainState, root_key: jax.Array, token_table: jax.Array, lr_scale=1.0):
     key = jax.random.fold_in(root_key, state.step)
     data_key, loss_key = jax.random.split(key)
     batch = world.sample_batch(data_key, batch_size, config, prior_model.RESOLUTION,
@@ -121,6 +142,8 @@ def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weight
     loss, grads = jax.value_and_grad(diffusion_loss)(
         state.params, text, unet, batch.images, ids, loss_key, alphas_cumprod)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+    # adamw's update is -lr (adam + weight decay * params): scaling it scales the learning rate.
+    updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
     params = optax.apply_updates(state.params, updates)
     # EMA warm-up: early on the average follows the weights closely, then settles at EMA_DECAY.
     decay = jnp.minimum(EMA_DECAY, (1.0 + state.step) / (10.0 + state.step))
@@ -317,22 +340,35 @@ def train(args) -> None:
   if args.cooldown_from:
     meta["cooldown"] = {"from_step": args.cooldown_from, "to_step": args.steps, "kind": "cosine",
                         "final_lr": COOLDOWN_FLOOR * args.lr}
+  if args.cooldown_minutes:
+    meta["cooldown"] = {"last_minutes": args.cooldown_minutes, "of_minutes": args.max_minutes,
+                        "kind": "cosine by wall clock", "final_lr": COOLDOWN_FLOOR * args.lr}
   step_fn = make_train_step(text, unet, optimizer, config, args.batch, shape_weights)
   root_key = jax.random.PRNGKey(args.seed + 1)
   print(f"text encoder {prior_model.num_params(params['text']):,} params, "
         f"unet {prior_model.num_params(params['unet']):,} params", flush=True)
   session_start = last_save = time.time()
   start, losses = session_start - meta["wall_seconds"], []
-  bar = tqdm.tqdm(range(int(state.step), args.steps), initial=int(state.step), total=args.steps,
-                  mininterval=10.0, smoothing=0.05)
+  # A run the clock ends (--cooldown-minutes) shows steps and steps/s: --steps is only a cap there, and
+  # an ETA towards it would mislead.
+  bar = tqdm.tqdm(range(int(state.step), args.steps), initial=int(state.step),
+                  total=None if args.cooldown_minutes else args.steps, mininterval=10.0, smoothing=0.05)
+  pending = []  # this step's losses, still on the device: read every 50 steps, not one sync per step
   for step in bar:
-    state, loss = step_fn(state, root_key, token_table)
-    losses.append(float(loss))
-    if (step + 1) % 50 == 0:
-      bar.set_postfix(loss=f"{np.mean(losses[-200:]):.4f}")
+    scale = 1.0
+    if args.cooldown_minutes:
+      scale = clock_cooldown_scale(time.time() - session_start, 60 * args.max_minutes,
+                                   60 * args.cooldown_minutes)
+    state, loss = step_fn(state, root_key, token_table, jnp.float32(scale))
+    pending.append(loss)
     out_of_time = args.max_minutes > 0 and time.time() - session_start > 60 * args.max_minutes
     done = step + 1 == args.steps or out_of_time
-    if done or time.time() - last_save > 60 * args.checkpoint_minutes:
+    saving = done or time.time() - last_save > 60 * args.checkpoint_minutes
+    if (step + 1) % 50 == 0 or saving:
+      losses.extend(float(x) for x in jax.device_get(pending))
+      pending = []
+      bar.set_postfix(loss=f"{np.mean(losses[-200:]):.4f}", lr=f"{scale * args.lr:.2g}")
+    if saving:
       meta.update(step=step + 1, wall_seconds=time.time() - start, loss=float(np.mean(losses[-200:])))
       save_checkpoint(args.workdir, state, meta)
       print(f"\ncheckpoint at step {step + 1}, loss {meta['loss']:.4f}", flush=True)
@@ -360,6 +396,9 @@ def main() -> None:
   parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
   parser.add_argument("--max-minutes", type=float, default=0.0,
                       help="stop (checkpoint and export) after this long in this session; 0: no limit")
+  parser.add_argument("--cooldown-minutes", type=float, default=0.0,
+                      help="cosine-decay the learning rate to 0.1x over the last this many minutes of "
+                           "--max-minutes, by wall clock (instead of --cooldown-from); 0: none")
   parser.add_argument("--init-from", default="",
                       help="start from the params of this workdir's checkpoint (see warm_start)")
   parser.add_argument("--init-from-weights", default="",
@@ -376,6 +415,12 @@ def main() -> None:
   args = parser.parse_args()
   if args.init_from and args.init_from_weights:
     parser.error("--init-from and --init-from-weights: give one of them")
+  if args.cooldown_minutes:
+    if args.cooldown_from:
+      parser.error("--cooldown-from and --cooldown-minutes: give one of them")
+    if not 0 < args.cooldown_minutes <= args.max_minutes:
+      parser.error(f"--cooldown-minutes must be in (0, --max-minutes] (--max-minutes "
+                   f"{args.max_minutes:g}); got {args.cooldown_minutes:g}")
   try:
     world.shape_counts(args.batch, tuple(args.shape_weights))
   except ValueError as e:

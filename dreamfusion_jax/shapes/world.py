@@ -21,6 +21,11 @@ from dreamfusion_jax.shapes import sdf as sdf_lib
 # Sphere-tracing budget. Rays start at the camera (inside the bounding sphere) and shapes lie within
 # radius 0.55 of the origin, so no hit lies beyond FAR; 64 steps converge for all the world's SDFs.
 NUM_MARCH_STEPS = 64
+# March steps per pass of the tracing loop. A GPU runs each pass of an XLA while loop as its own
+# kernels and reads the loop's condition back on the host: the prior's training step on an H200 took
+# ~1.5 s when a batch traced its 8 shapes in 8 loops of 64 one-step passes (512 round trips); one loop
+# over all groups, 8 steps a pass, makes it 8. On the CPU a batch of 24 renders in 89 ms instead of 110.
+TRACE_UNROLL = 8
 FAR = 3.5
 HIT_EPS = 1e-3
 
@@ -53,19 +58,34 @@ def trace(shape, origins: jax.Array, directions: jax.Array) -> Hits:
   `shape` is a Python int (one shape for all rays, the fast path) or an int array broadcastable to the
   rays' leading dims (mixed shapes: every SDF is evaluated).
   """
-  def step(_, t):
-    d = sdf_lib.sdf(shape, origins + t[..., None] * directions)
-    # Freeze converged rays; rays past FAR stop moving too so they cannot come back.
-    return jnp.where((d < HIT_EPS) | (t > FAR), t, t + d)
+  return trace_groups((shape,), (origins,), (directions,))[0]
 
-  t = jax.lax.fori_loop(0, NUM_MARCH_STEPS, step, jnp.zeros(directions.shape[:-1]))
-  points = origins + t[..., None] * directions
-  # Summing the SDF over independent points makes its gradient the per-point gradient.
-  total = lambda p: jnp.sum(sdf_lib.sdf(shape, p))
-  d, grad = sdf_lib.sdf(shape, points), jax.grad(total)(points)
-  normals = grad / jnp.linalg.norm(grad, axis=-1, keepdims=True).clip(1e-9)
-  hit = (d < 10 * HIT_EPS) & (t <= FAR)
-  return Hits(points=points, normals=normals, hit=hit)
+
+def trace_groups(shapes, origins, directions) -> list[Hits]:
+  """trace() for several groups of rays at once: group g (origins[g], directions[g]) against shapes[g].
+
+  All groups march in one loop, TRACE_UNROLL steps per pass: a stratified batch (sample_batch's 8
+  groups, one SDF each) takes NUM_MARCH_STEPS / TRACE_UNROLL passes instead of 8 x NUM_MARCH_STEPS.
+  """
+  def step(_, ts):
+    out = []
+    for shape, o, d, t in zip(shapes, origins, directions, ts):
+      dist = sdf_lib.sdf(shape, o + t[..., None] * d)
+      # Freeze converged rays; rays past FAR stop moving too so they cannot come back.
+      out.append(jnp.where((dist < HIT_EPS) | (t > FAR), t, t + dist))
+    return tuple(out)
+
+  start = tuple(jnp.zeros(d.shape[:-1]) for d in directions)
+  ts = jax.lax.fori_loop(0, NUM_MARCH_STEPS, step, start, unroll=TRACE_UNROLL)
+  hits = []
+  for shape, o, d, t in zip(shapes, origins, directions, ts):
+    points = o + t[..., None] * d
+    # Summing the SDF over independent points makes its gradient the per-point gradient.
+    total = lambda p, shape=shape: jnp.sum(sdf_lib.sdf(shape, p))
+    dist, grad = sdf_lib.sdf(shape, points), jax.grad(total)(points)
+    normals = grad / jnp.linalg.norm(grad, axis=-1, keepdims=True).clip(1e-9)
+    hits.append(Hits(points=points, normals=normals, hit=(dist < 10 * HIT_EPS) & (t <= FAR)))
+  return hits
 
 
 def _background(scenes: Scenes, directions: jax.Array) -> jax.Array:
@@ -92,24 +112,35 @@ def render(scenes: Scenes, cameras: camera_lib.Cameras, ambient: float = 0.1, di
     (images [B, H, W, 3] in [0, 1], coverage [B, H, W] in [0, 1]: the fraction of sub-pixels on the
     object).
   """
+  return render_groups([(scenes, cameras, static_shape)], ambient, diffuse, supersample)[0]
+
+
+def render_groups(groups, ambient: float = 0.1, diffuse: float = 0.9,
+                  supersample: int = 2) -> list[tuple[jax.Array, jax.Array]]:
+  """render() of several (scenes, cameras, static_shape) groups, traced together (trace_groups)."""
   if supersample < 1:
     raise ValueError(f"supersample must be >= 1, got {supersample}")
-  fine = cameras.replace(focal=cameras.focal * supersample,
-                         resolution=cameras.resolution * supersample)
-  rays = camera_lib.rays(fine)
-  shape = scenes.shape[:, None, None] if static_shape is None else int(static_shape)
-  hits = trace(shape, rays.origins, rays.directions)
-  colours = jnp.asarray(captions.colour_array())[scenes.colour]
-  rgb = shading.shade(
-      albedo=jnp.broadcast_to(colours[:, None, None, :], hits.points.shape),
-      normals=hits.normals, points=hits.points,
-      light_position=cameras.light_position[:, None, None, :],
-      mode=scenes.mode[:, None, None], ambient=ambient, diffuse=diffuse)
-  hit = hits.hit[..., None]
-  image = jnp.where(hit, rgb, _background(scenes, rays.directions))
-  b, n = cameras.position.shape[0], cameras.resolution
-  pool = lambda x: x.reshape(b, n, supersample, n, supersample, -1).mean(axis=(2, 4))
-  return jnp.clip(pool(image), 0.0, 1.0), pool(hit.astype(jnp.float32))[..., 0]
+  rays, shapes = [], []
+  for scenes, cameras, static_shape in groups:
+    fine = cameras.replace(focal=cameras.focal * supersample,
+                           resolution=cameras.resolution * supersample)
+    rays.append(camera_lib.rays(fine))
+    shapes.append(scenes.shape[:, None, None] if static_shape is None else int(static_shape))
+  all_hits = trace_groups(shapes, [r.origins for r in rays], [r.directions for r in rays])
+  out = []
+  for (scenes, cameras, _), r, hits in zip(groups, rays, all_hits):
+    colours = jnp.asarray(captions.colour_array())[scenes.colour]
+    rgb = shading.shade(
+        albedo=jnp.broadcast_to(colours[:, None, None, :], hits.points.shape),
+        normals=hits.normals, points=hits.points,
+        light_position=cameras.light_position[:, None, None, :],
+        mode=scenes.mode[:, None, None], ambient=ambient, diffuse=diffuse)
+    hit = hits.hit[..., None]
+    image = jnp.where(hit, rgb, _background(scenes, r.directions))
+    b, n = cameras.position.shape[0], cameras.resolution
+    pool = lambda x, b=b, n=n: x.reshape(b, n, supersample, n, supersample, -1).mean(axis=(2, 4))
+    out.append((jnp.clip(pool(image), 0.0, 1.0), pool(hit.astype(jnp.float32))[..., 0]))
+  return out
 
 
 def render_prompt(prompt: str, cameras: camera_lib.Cameras, mode: int, ambient: float = 0.1,
@@ -230,9 +261,8 @@ def sample_batch(key: jax.Array, batch_size: int, config, resolution: int,
                                            jnp.asarray(counts), total_repeat_length=batch_size))
   cameras = sample_cameras(camera_key, batch_size, config, resolution)
   group = lambda tree, s: jax.tree_util.tree_map(lambda x: x[starts[s]:starts[s] + counts[s]], tree)
-  images = jnp.concatenate([
-      render(group(scenes, s), group(cameras, s), config.shading.ambient, config.shading.diffuse,
-             supersample, static_shape=s)[0]
-      for s in range(len(counts))])
+  rendered = render_groups([(group(scenes, s), group(cameras, s), s) for s in range(len(counts))],
+                           config.shading.ambient, config.shading.diffuse, supersample)
+  images = jnp.concatenate([image for image, _ in rendered])
   return Batch(images=images, captions=sample_captions(caption_key, scenes, cameras.view),
                scenes=scenes, view=cameras.view)
