@@ -24,7 +24,7 @@ NUM_MARCH_STEPS = 64
 # March steps per pass of the tracing loop. A GPU runs each pass of an XLA while loop as its own
 # kernels and reads the loop's condition back on the host: the prior's training step on an H200 took
 # ~1.5 s when a batch traced its 8 shapes in 8 loops of 64 one-step passes (512 round trips); one loop
-# over all groups, 8 steps a pass, makes it 8. On the CPU a batch of 24 renders in 89 ms instead of 110.
+# over all groups, 8 steps a pass, makes it 8. On the CPU a batch of 24 renders in 64 ms instead of 110.
 TRACE_UNROLL = 8
 FAR = 3.5
 HIT_EPS = 1e-3
