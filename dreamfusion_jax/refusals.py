@@ -14,10 +14,10 @@ import sys
 from dreamfusion_jax import checkpoint
 from dreamfusion_jax import config_check
 from dreamfusion_jax import workdir
-from dreamfusion_jax.prior import checkpoint as prior_checkpoint
+from dreamfusion_jax.prior import errors as prior_errors
 
 REFUSALS = (config_check.ConfigError, workdir.WorkdirError, checkpoint.CheckpointError,
-            prior_checkpoint.PriorNotFoundError)
+            prior_errors.PriorNotFoundError)
 
 
 class Stop(Exception):

@@ -3,6 +3,8 @@
 import os
 import re
 import shutil
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -194,3 +196,19 @@ def test_bfloat16_prior_agrees_with_float32(priors):
   assert e16.dtype == jnp.float32
   rel = float(jnp.linalg.norm(e16 - e32) / jnp.linalg.norm(e32))
   assert rel < 3e-2, rel
+
+
+def test_a_missing_prior_is_a_refusal_and_refusing_needs_no_diffusers(tmp_path, capsys):
+  """Every entry point imports `refusals`; it catches PriorNotFoundError without importing diffusers."""
+  from dreamfusion_jax import refusals  # pylint: disable=g-import-not-at-top
+  with pytest.raises(SystemExit) as stopped, refusals.as_messages():
+    sd.load_prior(str(tmp_path / "absent"))
+  assert stopped.value.code == 1
+  assert "error: Cannot load the diffusion prior from" in capsys.readouterr().err
+  probe = ("import sys; import dreamfusion_jax.refusals; "
+           "print(sorted(m for m in sys.modules if m.split('.')[0] in ('diffusers', 'transformers')))")
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  result = subprocess.run([sys.executable, "-c", probe], cwd=root, capture_output=True, text=True,
+                          timeout=120, env=dict(os.environ, PYTHONPATH=root))
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip() == "[]"

@@ -19,6 +19,8 @@ from diffusers.models.modeling_flax_pytorch_utils import rename_key, rename_key_
 from flax.core import unfreeze
 from flax.traverse_util import flatten_dict, unflatten_dict
 
+from dreamfusion_jax.prior.errors import HOW_TO_GET, PriorNotFoundError  # re-exported
+
 # (Flax msgpack, safetensors, PyTorch pickle) file names per library, in order of preference.
 DIFFUSERS_WEIGHTS = (
     "diffusion_flax_model.msgpack", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"
@@ -27,20 +29,6 @@ TRANSFORMERS_WEIGHTS = ("flax_model.msgpack", "model.safetensors", "pytorch_mode
 MODEL_FOLDERS = {"unet": DIFFUSERS_WEIGHTS, "vae": DIFFUSERS_WEIGHTS, "text_encoder": TRANSFORMERS_WEIGHTS}
 TOKENIZER_FILES = ("vocab.json", "merges.txt")
 SCHEDULER_FILE = os.path.join("scheduler", "scheduler_config.json")
-
-HOW_TO_GET = """How to get Stable Diffusion 2.1-base (about 5 GB of float32 safetensors):
-  huggingface-cli download stabilityai/stable-diffusion-2-1-base --local-dir DIR --include "*.json" \\
-      "tokenizer/*.txt" "text_encoder/model.safetensors" "*/diffusion_pytorch_model.safetensors"
-then pass --config.prior.model=DIR (any Stable Diffusion 1.x/2.x repo in the diffusers layout works the
-same way). safetensors weights load without PyTorch; Flax msgpack weights live on the "flax"/"bf16"
-revision of some hub repos; .bin pickles need --config.prior.from_pt=True and torch.
-Offline, a randomly initialised prior of the same architecture (for timing and tests) is written by
-  dreamfusion_jax.prior.random_init.save_prior(*build_random_prior("sd21-base"), DIR)."""
-
-
-class PriorNotFoundError(ValueError):
-  """The prior's folder or hub id lacks components; the message says which and how to get them."""
-
 
 def _fail(model, folder, problems):
   lines = "\n".join(f"  - {p}" for p in problems)
