@@ -39,7 +39,7 @@ POSITIVE = ("nerf.bound", "nerf.blob_radius", "optim.lr", "optim.eps")
 PROBABILITIES = ("shading.shaded_prob", "shading.textureless_prob", "sds.t_min", "sds.t_max",
                  "sds.t_max_start", "ism.t_min", "ism.t_max", "ism.t_max_start",
                  "nerf.random_background_prob", "nerf.background_saturation",
-                 "reg.coverage_max")
+                 "reg.coverage_max", "sds.dynamic_threshold")
 RANGES = ("camera.elevation_range", "camera.azimuth_range", "camera.distance_range",
           "camera.focal_range", "camera.light_distance_range")
 ORDERED = (("sds.t_min", "sds.t_max"), ("sds.t_min", "sds.t_max_start"),

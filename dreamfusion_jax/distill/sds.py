@@ -15,11 +15,37 @@ from dreamfusion_jax.distill import surrogate
 from dreamfusion_jax.prior import schedule
 
 
-def sds_gradient(prior, prior_params, x, cond, uncond, t, eps, guidance_scale, weighting="sigma2"):
-  """g = w(t)(ε̂_ω(α_t x + σ_t ε, t) − ε) for given t [B] and ε (the deterministic part of `sds`)."""
+def dynamic_threshold(x_t, eps_hat, alpha_bar, percentile):
+  """ε̂ re-derived from Imagen's dynamically thresholded x̂₀ (Saharia et al. 2022, §2.3).
+
+  x̂₀ = (x_t − σ ε̂) / α; s = max(1, the `percentile` quantile of |x̂₀| per image); x̂₀' = clip(x̂₀, −s, s) / s;
+  returns (x_t − α x̂₀') / σ. Where |x̂₀| stays within 1 it returns ε̂ unchanged. Pixel space in [−1, 1]
+  only: a latent prior's latents have no such range. With it, the SDS residual ε̂' − ε equals
+  (α / σ)(x − x̂₀'): the render is pulled towards the thresholded denoised image instead of a
+  guided one whose colours overshoot the image range (Imagen's reason for it at high guidance).
+  """
+  a = jnp.sqrt(schedule.per_sample(alpha_bar, x_t))
+  sigma = jnp.sqrt(1.0 - schedule.per_sample(alpha_bar, x_t))
+  x0 = (x_t - sigma * eps_hat) / a
+  flat = jnp.abs(x0).reshape(x0.shape[0], -1)
+  s = jnp.maximum(jnp.quantile(flat, percentile, axis=1), 1.0)
+  s = schedule.per_sample(s, x0)
+  x0 = jnp.clip(x0, -s, s) / s
+  return (x_t - a * x0) / sigma
+
+
+def sds_gradient(prior, prior_params, x, cond, uncond, t, eps, guidance_scale, weighting="sigma2",
+                 threshold=0.0):
+  """g = w(t)(ε̂_ω(α_t x + σ_t ε, t) − ε) for given t [B] and ε (the deterministic part of `sds`).
+
+  threshold in (0, 1]: ε̂_ω from the dynamically thresholded x̂₀ at that percentile (`dynamic_threshold`);
+  0 leaves it as the guidance gives it.
+  """
   alpha_bar = schedule.gather(prior.alphas_cumprod, t)
   x_t = schedule.add_noise(x, eps, alpha_bar)
   eps_hat = prior.guided_noise(prior_params, x_t, t, cond, uncond, guidance_scale)
+  if threshold > 0.0:
+    eps_hat = dynamic_threshold(x_t, eps_hat, alpha_bar, threshold)
   w = schedule.weighting(weighting, alpha_bar)
   return schedule.per_sample(w, x) * (eps_hat - eps)
 
@@ -42,6 +68,11 @@ def sds(config, prior, prior_params, x, text, key, step):
   tile = lambda a: jnp.concatenate([a] * k)
   xs = tile(x)
   t, eps = surrogate.draw_t_and_noise(key, xs, t_lo, t_hi, prior.num_train_timesteps)
-  g = sds_gradient(prior, prior_params, xs, tile(cond), tile(uncond), t, eps, c.guidance_scale, c.weighting)
+  threshold = float(c.get("dynamic_threshold", 0.0))  # in [0, 1]: config_check
+  if threshold > 0.0 and prior.kind != "pixel":
+    raise ValueError("config.sds.dynamic_threshold thresholds pixels in [-1, 1]; it needs a pixel-space "
+                     f"prior, and this one is {prior.kind!r}: set it to 0")
+  g = sds_gradient(prior, prior_params, xs, tile(cond), tile(uncond), t, eps, c.guidance_scale, c.weighting,
+                   threshold)
   g = jnp.mean(g.reshape((k,) + x.shape), axis=0)
   return surrogate.loss_and_aux(x, g, t, prior.num_train_timesteps)
