@@ -42,7 +42,8 @@ def get_config(arg=None):
   s.t_anneal_steps = 0  # ... over this many steps (0: no annealing)
   s.weighting = "sigma2"  # sigma2 (w = 1 - alphabar, the paper) | uniform | snr_sqrt (sqrt((1-ab)/ab))
   s.num_samples = 1  # draws of (t, eps) per view per step, their gradients averaged (the paper: 1)
-  s.dynamic_threshold = 0.0  # pixel priors: Imagen's dynamic thresholding of x0 at this percentile (0: off)
+  s.threshold = "none"  # pixel priors: Imagen's thresholding of the guided x0: none | static | dynamic ...
+  s.threshold_percentile = 0.995  # ... dynamic: at this percentile of |x0| (Imagen: 0.995)
 
   # Score Jacobian Chaining (Wang et al. 2023): perturb-and-average scoring in the VE view.
   c.sjc = j = ml_collections.ConfigDict()

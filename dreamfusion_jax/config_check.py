@@ -12,6 +12,7 @@ CHOICES = {
     "distill": ("sds", "sjc", "ism"),
     "prior.dtype": ("float32", "bfloat16"),
     "sds.weighting": ("sigma2", "uniform", "snr_sqrt"),
+    "sds.threshold": ("none", "static", "dynamic"),
     "sjc.weighting": ("sigma", "none"),
     "nerf.encoding": ("ipe", "fourier", "hashgrid"),
     "nerf.density_activation": ("exp", "softplus"),
@@ -39,7 +40,7 @@ POSITIVE = ("nerf.bound", "nerf.blob_radius", "optim.lr", "optim.eps")
 PROBABILITIES = ("shading.shaded_prob", "shading.textureless_prob", "sds.t_min", "sds.t_max",
                  "sds.t_max_start", "ism.t_min", "ism.t_max", "ism.t_max_start",
                  "nerf.random_background_prob", "nerf.background_saturation",
-                 "reg.coverage_max", "sds.dynamic_threshold")
+                 "reg.coverage_max", "sds.threshold_percentile")
 RANGES = ("camera.elevation_range", "camera.azimuth_range", "camera.distance_range",
           "camera.focal_range", "camera.light_distance_range")
 ORDERED = (("sds.t_min", "sds.t_max"), ("sds.t_min", "sds.t_max_start"),

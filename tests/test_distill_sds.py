@@ -167,39 +167,50 @@ def _denoised(x_t, eps_hat, ab):
   return (x_t - jnp.sqrt(1 - ab) * eps_hat) / jnp.sqrt(ab)
 
 
-def test_dynamic_threshold_clips_and_rescales_x0_per_image():
-  """Imagen's rule: x0 within [-1, 1] is kept; beyond, clip at the p-quantile s of |x0| and divide by s."""
+def test_thresholds_clip_x0_and_dynamic_rescales_it_per_image():
+  """Imagen's rules: x0 within [-1, 1] is kept; beyond, static clips at 1, dynamic clips at the
+  p-quantile s of |x0| and divides by s."""
   keys = jax.random.split(jax.random.PRNGKey(4), 3)
   x0 = jnp.stack([0.9 * jnp.tanh(jax.random.normal(keys[0], (4, 4, 3))),  # inside the range
                   3.0 * jax.random.normal(keys[1], (4, 4, 3))])  # far outside it
   ab = schedule.per_sample(jnp.array([0.7, 0.3]), x0)
   eps = jax.random.normal(keys[2], x0.shape)
   x_t = jnp.sqrt(ab) * x0 + jnp.sqrt(1 - ab) * eps  # so eps is the prediction whose x0 this is
-  out = sds_lib.dynamic_threshold(x_t, eps, jnp.array([0.7, 0.3]), 0.9)
-  np.testing.assert_allclose(out[0], eps[0], atol=1e-5)
+  denoised = {}
+  for mode in sds_lib.THRESHOLDS:
+    out = sds_lib.threshold_x0(x_t, eps, jnp.array([0.7, 0.3]), mode, 0.9)
+    np.testing.assert_allclose(out[0], eps[0], atol=1e-5)
+    denoised[mode] = np.asarray(_denoised(x_t, out, ab)[1])
+  np.testing.assert_allclose(denoised["none"], x0[1], atol=1e-4)
+  np.testing.assert_allclose(denoised["static"], np.clip(np.asarray(x0[1]), -1, 1), atol=1e-4)
   s = np.quantile(np.abs(np.asarray(x0[1])), 0.9)
   assert s > 1.5
-  want = np.clip(np.asarray(x0[1]), -s, s) / s
-  got = _denoised(x_t, out, ab)[1]
-  np.testing.assert_allclose(got, want, atol=1e-4)
-  assert float(jnp.abs(got).max()) <= 1.0 + 1e-4 and float(jnp.mean(jnp.abs(got) > 0.999)) >= 0.1 - 1e-6
+  np.testing.assert_allclose(denoised["dynamic"], np.clip(np.asarray(x0[1]), -s, s) / s, atol=1e-4)
+  assert float(np.mean(np.abs(denoised["dynamic"]) > 0.999)) >= 0.1 - 1e-6
+  with pytest.raises(ValueError, match="mode='soft'"):
+    sds_lib.threshold_x0(x_t, eps, jnp.array([0.7, 0.3]), "soft")
 
 
-def test_dynamic_threshold_in_sds_pulls_towards_the_thresholded_x0():
+@pytest.mark.parametrize("mode", ["static", "dynamic"])
+def test_threshold_in_sds_pulls_towards_the_thresholded_x0(mode):
   """With it, sds's residual is (α/σ)(x − x0') for the guided x0 thresholded: checked through sds()."""
   prior = GaussianPrior(std=STD)
   x = 0.5 * jax.random.normal(jax.random.PRNGKey(0), (2, 4, 4, 3))
   text = (jnp.full((2, 2, 2), 2.0), jnp.full((2, 2, 2), 0.0))  # guidance 100 overshoots towards mean 2
-  config, key = _config(dynamic_threshold=0.95, guidance_scale=100.0), jax.random.PRNGKey(2)
+  config, key = _config(threshold=mode, threshold_percentile=0.95, guidance_scale=100.0), jax.random.PRNGKey(2)
   grad, _ = jax.jit(jax.grad(lambda x: sds_lib.sds(config, prior, None, x, text, key, 0), has_aux=True))(x)
   t, eps = surrogate.draw_t_and_noise(key, x, 0.02, 0.98, 1000)
   ab = schedule.per_sample(jnp.asarray(prior.alphas_cumprod, jnp.float32)[t], x)
   x_t = jnp.sqrt(ab) * x + jnp.sqrt(1 - ab) * eps
   guided = prior.guided_noise(None, x_t, t, *text, 100.0)
   x0 = np.asarray(_denoised(x_t, guided, ab))
-  s = np.maximum(np.quantile(np.abs(x0).reshape(2, -1), 0.95, axis=1), 1.0).reshape(2, 1, 1, 1)
-  assert float(s.min()) > 1.0  # both views overshoot, so the threshold acts on both
-  x0_thresholded = np.clip(x0, -s, s) / s
+  if mode == "static":
+    assert float(np.abs(x0).max()) > 1.5  # the clip acts
+    x0_thresholded = np.clip(x0, -1.0, 1.0)
+  else:
+    s = np.maximum(np.quantile(np.abs(x0).reshape(2, -1), 0.95, axis=1), 1.0).reshape(2, 1, 1, 1)
+    assert float(s.min()) > 1.0  # both views overshoot, so the threshold acts on both
+    x0_thresholded = np.clip(x0, -s, s) / s
   want = (1 - ab) * jnp.sqrt(ab / (1 - ab)) * (x - x0_thresholded) / 2
   assert _relative_error(grad, want) < 1e-3
   plain, _ = jax.grad(lambda x: sds_lib.sds(_config(guidance_scale=100.0), prior, None, x, text, key, 0),
@@ -207,11 +218,13 @@ def test_dynamic_threshold_in_sds_pulls_towards_the_thresholded_x0():
   assert _relative_error(plain, want) > 0.1  # the threshold changed the gradient
 
 
-def test_dynamic_threshold_needs_a_pixel_prior_and_a_percentile():
+def test_threshold_needs_a_pixel_prior_and_a_known_mode():
   latent = dataclasses.replace(GaussianPrior(), kind="latent")
   text = (jnp.zeros((1, 2, 2)), jnp.zeros((1, 2, 2)))
-  with pytest.raises(ValueError, match="dynamic_threshold.*pixel-space"):
-    sds_lib.sds(_config(dynamic_threshold=0.99), latent, None, jnp.zeros((1, 2, 2, 3)), text,
+  with pytest.raises(ValueError, match="threshold='static'.*pixel-space"):
+    sds_lib.sds(_config(threshold="static"), latent, None, jnp.zeros((1, 2, 2, 3)), text,
                 jax.random.PRNGKey(0), 0)
-  with pytest.raises(config_check.ConfigError, match="sds.dynamic_threshold"):
-    config_check.check(helpers.loaded_config("sds", dynamic_threshold=1.5))
+  with pytest.raises(config_check.ConfigError, match="sds.threshold"):
+    config_check.check(helpers.loaded_config("sds", threshold="soft"))
+  with pytest.raises(config_check.ConfigError, match="sds.threshold_percentile"):
+    config_check.check(helpers.loaded_config("sds", threshold_percentile=1.5))

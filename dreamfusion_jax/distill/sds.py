@@ -15,37 +15,46 @@ from dreamfusion_jax.distill import surrogate
 from dreamfusion_jax.prior import schedule
 
 
-def dynamic_threshold(x_t, eps_hat, alpha_bar, percentile):
-  """ε̂ re-derived from Imagen's dynamically thresholded x̂₀ (Saharia et al. 2022, §2.3).
+THRESHOLDS = ("none", "static", "dynamic")
 
-  x̂₀ = (x_t − σ ε̂) / α; s = max(1, the `percentile` quantile of |x̂₀| per image); x̂₀' = clip(x̂₀, −s, s) / s;
-  returns (x_t − α x̂₀') / σ. Where |x̂₀| stays within 1 it returns ε̂ unchanged. Pixel space in [−1, 1]
-  only: a latent prior's latents have no such range. With it, the SDS residual ε̂' − ε equals
-  (α / σ)(x − x̂₀'): the render is pulled towards the thresholded denoised image instead of a
-  guided one whose colours overshoot the image range (Imagen's reason for it at high guidance).
+
+def threshold_x0(x_t, eps_hat, alpha_bar, mode, percentile=0.995):
+  """ε̂ re-derived from Imagen's thresholded x̂₀ (Saharia et al. 2022, §2.3); pixel priors in [−1, 1].
+
+  x̂₀ = (x_t − σ ε̂) / α, then "static": x̂₀' = clip(x̂₀, −1, 1); "dynamic": s = max(1, the `percentile`
+  quantile of |x̂₀| per image), x̂₀' = clip(x̂₀, −s, s) / s; returns (x_t − α x̂₀') / σ ("none": ε̂).
+  Where |x̂₀| stays within 1 both return ε̂ unchanged. With it the SDS residual ε̂' − ε equals
+  (α / σ)(x − x̂₀'): the render is pulled towards the thresholded denoised image instead of a guided one
+  whose colours overshoot the image range (Imagen's reason for it at high guidance). Dynamic's division
+  by s also pulls the whole image, background included, towards grey (0).
   """
+  if mode == "none":
+    return eps_hat
   a = jnp.sqrt(schedule.per_sample(alpha_bar, x_t))
   sigma = jnp.sqrt(1.0 - schedule.per_sample(alpha_bar, x_t))
   x0 = (x_t - sigma * eps_hat) / a
-  flat = jnp.abs(x0).reshape(x0.shape[0], -1)
-  s = jnp.maximum(jnp.quantile(flat, percentile, axis=1), 1.0)
-  s = schedule.per_sample(s, x0)
-  x0 = jnp.clip(x0, -s, s) / s
+  if mode == "static":
+    x0 = jnp.clip(x0, -1.0, 1.0)
+  elif mode == "dynamic":
+    flat = jnp.abs(x0).reshape(x0.shape[0], -1)
+    s = schedule.per_sample(jnp.maximum(jnp.quantile(flat, percentile, axis=1), 1.0), x0)
+    x0 = jnp.clip(x0, -s, s) / s
+  else:
+    raise ValueError(f"threshold mode={mode!r}; allowed: {', '.join(THRESHOLDS)}")
   return (x_t - a * x0) / sigma
 
 
 def sds_gradient(prior, prior_params, x, cond, uncond, t, eps, guidance_scale, weighting="sigma2",
-                 threshold=0.0):
+                 threshold="none", percentile=0.995):
   """g = w(t)(ε̂_ω(α_t x + σ_t ε, t) − ε) for given t [B] and ε (the deterministic part of `sds`).
 
-  threshold in (0, 1]: ε̂_ω from the dynamically thresholded x̂₀ at that percentile (`dynamic_threshold`);
-  0 leaves it as the guidance gives it.
+  threshold "static" / "dynamic": ε̂_ω from the thresholded x̂₀ (`threshold_x0`); "none" leaves it as the
+  guidance gives it.
   """
   alpha_bar = schedule.gather(prior.alphas_cumprod, t)
   x_t = schedule.add_noise(x, eps, alpha_bar)
   eps_hat = prior.guided_noise(prior_params, x_t, t, cond, uncond, guidance_scale)
-  if threshold > 0.0:
-    eps_hat = dynamic_threshold(x_t, eps_hat, alpha_bar, threshold)
+  eps_hat = threshold_x0(x_t, eps_hat, alpha_bar, threshold, percentile)
   w = schedule.weighting(weighting, alpha_bar)
   return schedule.per_sample(w, x) * (eps_hat - eps)
 
@@ -68,11 +77,13 @@ def sds(config, prior, prior_params, x, text, key, step):
   tile = lambda a: jnp.concatenate([a] * k)
   xs = tile(x)
   t, eps = surrogate.draw_t_and_noise(key, xs, t_lo, t_hi, prior.num_train_timesteps)
-  threshold = float(c.get("dynamic_threshold", 0.0))  # in [0, 1]: config_check
-  if threshold > 0.0 and prior.kind != "pixel":
-    raise ValueError("config.sds.dynamic_threshold thresholds pixels in [-1, 1]; it needs a pixel-space "
-                     f"prior, and this one is {prior.kind!r}: set it to 0")
+  threshold = c.get("threshold", "none")
+  if threshold not in THRESHOLDS:
+    raise ValueError(f"config.sds.threshold={threshold!r}; allowed: {', '.join(THRESHOLDS)}")
+  if threshold != "none" and prior.kind != "pixel":
+    raise ValueError(f"config.sds.threshold={threshold!r} thresholds pixels in [-1, 1]; it needs a "
+                     f"pixel-space prior, and this one is {prior.kind!r}: set it to 'none'")
   g = sds_gradient(prior, prior_params, xs, tile(cond), tile(uncond), t, eps, c.guidance_scale, c.weighting,
-                   threshold)
+                   threshold, float(c.get("threshold_percentile", 0.995)))
   g = jnp.mean(g.reshape((k,) + x.shape), axis=0)
   return surrogate.loss_and_aux(x, g, t, prior.num_train_timesteps)

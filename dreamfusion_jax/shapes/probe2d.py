@@ -46,8 +46,8 @@ def main() -> None:
                       help="upper end of the t range (default: the method's in configs/base.py)")
   parser.add_argument("--t-anneal", type=int, default=0,
                       help="steps for t_max to fall from the method's t_max_start (0.98) to --t-max")
-  parser.add_argument("--dynamic-threshold", type=float, default=0.0,
-                      help="sds: Imagen's dynamic thresholding of x0 at this percentile, e.g. 0.995 (0: off)")
+  parser.add_argument("--threshold", default="none", choices=["none", "static", "dynamic"],
+                      help="sds: Imagen's thresholding of the guided x0 (dynamic: at the 99.5th percentile)")
   parser.add_argument("--images", type=int, default=2, help="images per prompt")
   parser.add_argument("--colours", nargs="+", default=["red", "blue"], help="grid columns")
   parser.add_argument("--shapes", nargs="+", default=list(captions.SHAPES), help="grid rows")
@@ -67,11 +67,10 @@ def main() -> None:
       parser.error(f"--t-max must be in [{section.t_min}, 1] and --t-anneal >= 0, "
                    f"got {args.t_max}, {args.t_anneal}")
     section.t_max, section.t_anneal_steps = args.t_max, args.t_anneal
-  if args.dynamic_threshold:
-    if args.method != "sds" or not 0.0 < args.dynamic_threshold <= 1.0:
-      parser.error(f"--dynamic-threshold is a percentile in (0, 1] for --method sds, got "
-                   f"{args.dynamic_threshold} with {args.method}")
-    config.sds.dynamic_threshold = args.dynamic_threshold
+  if args.threshold != "none":
+    if args.method != "sds":
+      parser.error(f"--threshold applies to --method sds, got {args.method}")
+    config.sds.threshold = args.threshold
   prior, params = stable_diffusion.load_prior(args.weights, "float32", local_files_only=True)
   start = time.time()
   prompts = [captions.caption(s, c, None if args.view == "none" else args.view)
@@ -84,7 +83,7 @@ def main() -> None:
   colour_cycle = [c for c in args.colours for _ in range(args.images)]
   scores = sample.score_labels(images, shape_major, colour_cycle * len(args.shapes))
   t_note = "" if args.t_max is None else f", t_max {args.t_max} (annealed over {args.t_anneal})"
-  t_note += f", dynamic threshold {args.dynamic_threshold}" if args.dynamic_threshold else ""
+  t_note += f", {args.threshold} threshold" if args.threshold != "none" else ""
   print(f"{args.method} {args.steps} steps, CFG {args.guidance}{t_note}: {len(images)} images in "
         f"{time.time() - start:.0f} s -> {args.out}")
   print(scores)
