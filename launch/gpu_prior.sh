@@ -109,7 +109,7 @@ warm_up() {  # one benchmark run on the prior $1, in $2/warm: fills the compilat
   local init=$1 work=$2 minutes=$3 t0=$SECONDS config_args=() arg bench_args=()
   eval "bench_args=(${BENCH_ARGS:-})"
   for arg in "${bench_args[@]}"; do  # the benchmark's config overrides change the step: take them along
-    [[ "$arg" == --config.* ]] && config_args+=("$arg")
+    if [[ "$arg" == --config.* ]]; then config_args+=("$arg"); fi
   done
   XLA_PYTHON_CLIENT_MEM_FRACTION=0.08 timeout -s TERM "${minutes}m" "$PYTHON" -m dreamfusion_jax.evaluate \
     --config configs/shapes.py --workdir "$work/warm" --methods sds --seeds 0 --prompts "a red sphere" \
