@@ -21,12 +21,13 @@ WORKDIR/views.png: one row per run, its albedo views then its textureless views 
 
 `--shard k/n` runs every n-th run from the k-th, so n processes (one per core or machine; on a CPU
 with XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1", one thread each,
-or they fight over the cores: README "Other entry points") share one benchmark; each writes results_k_of_n.json/.md, and a last unsharded call reuses every run for the
-full table. A run's scores are saved beside it (scores.json, scored_views.npy) with what they were scored
-with (the judge's hash or the CLIP folder, the prompt set, the number of views), so that call re-scores
-only what changed. Results files of an earlier call that ran other runs (other --methods, --seeds,
---prompts or --retrieval_prompts) are not overwritten: they are renamed results.earlier1.json (.md, and
-its views.earlier1.png), and so on.
+or they fight over the cores: README "Other entry points") share one benchmark; each writes
+results_k_of_n.json/.md, and a last unsharded call reuses every run for the full table. A run's scores
+are saved beside it (scores.json, scored_views.npy) with what they were scored with (the judge's hash
+or the CLIP folder, the prompt set, the number of views), so that call re-scores only what changed.
+Results files of an earlier call that ran other runs (other --methods, --seeds, --prompts or
+--retrieval_prompts) are not overwritten: they are renamed results.earlier1.json (.md, and its
+views.earlier1.png), and so on.
 """
 
 import copy

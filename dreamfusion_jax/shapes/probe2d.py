@@ -19,6 +19,7 @@ import numpy as np
 
 from dreamfusion_jax import config_files
 from dreamfusion_jax.distill import image2d
+from dreamfusion_jax.distill import sds as sds_lib
 from dreamfusion_jax.prior import stable_diffusion
 from dreamfusion_jax.prior import text as text_lib
 from dreamfusion_jax.shapes import captions
@@ -46,7 +47,7 @@ def main() -> None:
                       help="upper end of the t range (default: the method's in configs/base.py)")
   parser.add_argument("--t-anneal", type=int, default=0,
                       help="steps for t_max to fall from the method's t_max_start (0.98) to --t-max")
-  parser.add_argument("--threshold", default="none", choices=["none", "static", "dynamic"],
+  parser.add_argument("--threshold", default="none", choices=sds_lib.THRESHOLDS,
                       help="sds: Imagen's thresholding of the guided x0 (dynamic: at the 99.5th percentile)")
   parser.add_argument("--images", type=int, default=2, help="images per prompt")
   parser.add_argument("--colours", nargs="+", default=["red", "blue"], help="grid columns")
