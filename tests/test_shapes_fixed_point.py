@@ -1,0 +1,111 @@
+"""The fixed-point check of SDS on the world's true objects, against closed forms of an exact prior."""
+
+import dataclasses
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import shapes as shapes_config
+from dreamfusion_jax.prior import testing
+from dreamfusion_jax.shapes import captions
+from dreamfusion_jax.shapes import fixed_point
+
+
+def _manhattan_distance(mask):
+  """Brute force: each pixel's 4-neighbour (L1) distance to the nearest True pixel of [H, W] `mask`."""
+  ys, xs = np.nonzero(mask)
+  grid_y, grid_x = np.mgrid[:mask.shape[0], :mask.shape[1]]
+  return np.min(np.abs(grid_y[..., None] - ys) + np.abs(grid_x[..., None] - xs), axis=-1)
+
+
+def test_regions_are_the_rings_and_the_far_background():
+  inside = np.zeros((1, 20, 20), bool)
+  inside[0, 6:13, 5:11] = True
+  inside[0, 9, 11:14] = True  # a spur, so the rings are not just a rectangle's
+  masks = fixed_point.regions(inside)
+  out_dist, in_dist = _manhattan_distance(inside[0]), _manhattan_distance(~inside[0])
+  np.testing.assert_array_equal(masks["growth"][0], (out_dist >= 1) & (out_dist <= fixed_point.RING_PX))
+  np.testing.assert_array_equal(masks["fade"][0], (in_dist >= 1) & (in_dist <= fixed_point.RING_PX))
+  np.testing.assert_array_equal(masks["fog"][0], out_dist > fixed_point.FAR_PX)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TargetPrior(testing.GaussianPrior):
+  """GaussianPrior with std 0: x0_hat is the constant mu (the embedding's mean) whatever x_t, so the SDS
+  residual is exactly alpha (x - mu) / sigma; every prompt encodes to `mu`."""
+  std: float = 0.0
+  mu: float = 1.0
+  image_size: int = 32
+  sample_size: int = 32
+
+  def encode_text(self, params, prompts):
+    del params
+    return jnp.full((len(prompts), 2, 4), self.mu, jnp.float32)
+
+  def encode_image(self, params, rgb):
+    del params
+    return 2.0 * rgb - 1.0
+
+
+def _alpha_sigma(prior, t_index):
+  alpha_bar = float(prior.alphas_cumprod[t_index])
+  return np.sqrt(alpha_bar) * np.sqrt(1.0 - alpha_bar)
+
+
+@pytest.mark.parametrize("target", ["object", "background"])
+def test_pressures_of_a_known_target_are_alpha_sigma(target):
+  """Two views of a grey square on grey backgrounds. A prior whose denoised image is the object's grey
+  everywhere pulls every background pixel one full colour step times alpha_t sigma_t (w = sigma^2 times
+  the residual's alpha / sigma): fog = growth = alpha sigma, fade = 0. One whose denoised image is the
+  background erases the object at that rate instead: fade = alpha sigma, fog = growth = 0."""
+  v, n, grey, backgrounds = 2, 16, 0.8, np.array([0.2, 0.4])
+  covered = np.zeros((v, n, n), bool)
+  covered[:, 4:11, 5:12] = True
+  rgb = np.where(covered[..., None], grey, backgrounds[:, None, None, None]) * np.ones(3)
+  x = jnp.asarray(2.0 * rgb - 1.0, jnp.float32)
+  mu = np.full(v, 2.0 * grey - 1.0) if target == "object" else 2.0 * backgrounds - 1.0
+  cond = jnp.asarray(np.broadcast_to(mu[:, None, None], (v, 2, 4)), jnp.float32)
+  prior = testing.GaussianPrior(std=0.0, sample_size=n, image_size=n)
+  t = 0.4
+  descent = fixed_point.expected_descent(prior, None, x, cond, cond, 10.0, t, t, jax.random.PRNGKey(0), 3)
+  out = fixed_point.pressures(descent, covered, np.full(3, 2.0 * grey - 1.0),
+                              np.repeat(2.0 * backgrounds[:, None] - 1.0, 3, axis=1))
+  rate = _alpha_sigma(prior, int(round(t * (prior.num_train_timesteps - 1))))
+  expected = {"fog": rate, "growth": rate, "fade": 0.0} if target == "object" else \
+             {"fog": 0.0, "growth": 0.0, "fade": rate}
+  for name in fixed_point.MEASURES:
+    assert out[name] == pytest.approx(expected[name], abs=1e-5), name
+
+
+def test_measure_on_the_world_renders():
+  """End to end through the world's renders, cameras and prompts: a prior that wants the whole frame in
+  the world's white (a grey, so one constant mu), on "a white sphere". The far background (no sub-pixel
+  of the object) moves exactly alpha sigma; the rings hold anti-aliased edge pixels, already part white,
+  so they move less, in the same directions."""
+  config = shapes_config.get_config()
+  t = 0.4
+  config.sds.t_min = config.sds.t_max = t
+  white = captions.COLOURS["white"]
+  assert len(set(white)) == 1, "the test's prior targets one grey level"
+  prior = TargetPrior(mu=2.0 * white[0] - 1.0)
+  out = fixed_point.measure(config, prior, None, "a white sphere", num_views=3, draws=2)
+  rate = _alpha_sigma(prior, int(round(t * (prior.num_train_timesteps - 1))))
+  assert out["fog"] == pytest.approx(rate, rel=1e-4)
+  assert 0.0 < out["growth"] < rate
+  assert -rate < out["fade"] < 0.0
+
+
+def test_bad_arguments_fail_before_loading_the_prior(monkeypatch):
+  monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red dodecahedron",
+                                    "--weights", "/nonexistent"])
+  with pytest.raises(ValueError, match="dodecahedron"):
+    fixed_point.main()
+  monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red cube", "--views", "0"])
+  with pytest.raises(SystemExit):
+    fixed_point.main()
+  with pytest.raises(ValueError, match="t_lo"):
+    fixed_point.expected_descent(testing.GaussianPrior(), None, jnp.zeros((1, 8, 8, 3)), None, None, 1.0,
+                                 0.7, 0.6, jax.random.PRNGKey(0), 1)
