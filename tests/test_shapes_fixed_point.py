@@ -106,6 +106,14 @@ def test_bad_arguments_fail_before_loading_the_prior(monkeypatch):
   monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red cube", "--views", "0"])
   with pytest.raises(SystemExit):
     fixed_point.main()
+
+
+def test_missing_weights_are_named(monkeypatch, tmp_path, capsys):
+  monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red cube", "--weights", str(tmp_path)])
+  with pytest.raises(SystemExit):
+    fixed_point.main()
+  err = capsys.readouterr().err
+  assert "--weights" in err and str(tmp_path) in err, err
   with pytest.raises(ValueError, match="t_lo"):
     fixed_point.expected_descent(testing.GaussianPrior(), None, jnp.zeros((1, 8, 8, 3)), None, None, 1.0,
                                  0.7, 0.6, jax.random.PRNGKey(0), 1)

@@ -33,6 +33,7 @@ import numpy as np
 
 from dreamfusion_jax import config_files
 from dreamfusion_jax.nerf import shading
+from dreamfusion_jax.prior import errors
 from dreamfusion_jax.prior import schedule
 from dreamfusion_jax.prior import stable_diffusion
 from dreamfusion_jax.prior import text as text_lib
@@ -164,12 +165,17 @@ def main() -> None:
     prompts = default_prompts()
   else:
     prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
+    if not prompts:
+      parser.error("--prompts names no prompt: give comma-separated captions such as 'a red cube'")
   for p in prompts:
     captions.parse_prompt(p)  # unknown words fail before any work
   if args.views < 1 or args.draws < 1:
     parser.error(f"--views and --draws must be >= 1, got {args.views}, {args.draws}")
   config = config_files.load(args.config)
-  prior, params = stable_diffusion.load_prior(args.weights, "float32", local_files_only=True)
+  try:
+    prior, params = stable_diffusion.load_prior(args.weights, "float32", local_files_only=True)
+  except errors.PriorNotFoundError as e:
+    parser.error(f"--weights: {e}")
   if prior.kind != "pixel":
     parser.error(f"--weights must be a pixel-space prior (the world's), got a {prior.kind!r} one")
   c = config.sds
