@@ -73,7 +73,7 @@ def test_pressures_of_a_known_target_are_alpha_sigma(target):
   descent = fixed_point.expected_descent(prior, None, x, cond, cond, 10.0, t, t, jax.random.PRNGKey(0), 3)
   out = fixed_point.pressures(descent, covered, np.full(3, 2.0 * grey - 1.0),
                               np.repeat(2.0 * backgrounds[:, None] - 1.0, 3, axis=1))
-  rate = _alpha_sigma(prior, int(round(t * (prior.num_train_timesteps - 1))))
+  rate = _alpha_sigma(prior, int(np.floor(t * prior.num_train_timesteps)))
   expected = {"fog": rate, "growth": rate, "fade": 0.0} if target == "object" else \
              {"fog": 0.0, "growth": 0.0, "fade": rate}
   for name in fixed_point.MEASURES:
@@ -92,7 +92,7 @@ def test_measure_on_the_world_renders():
   assert len(set(white)) == 1, "the test's prior targets one grey level"
   prior = TargetPrior(mu=2.0 * white[0] - 1.0)
   out = fixed_point.measure(config, prior, None, "a white sphere", num_views=3, draws=2)
-  rate = _alpha_sigma(prior, int(round(t * (prior.num_train_timesteps - 1))))
+  rate = _alpha_sigma(prior, int(np.floor(t * prior.num_train_timesteps)))
   assert out["fog"] == pytest.approx(rate, rel=1e-4)
   assert 0.0 < out["growth"] < rate
   assert -rate < out["fade"] < 0.0
@@ -106,6 +106,9 @@ def test_bad_arguments_fail_before_loading_the_prior(monkeypatch):
   monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red cube", "--views", "0"])
   with pytest.raises(SystemExit):
     fixed_point.main()
+  with pytest.raises(ValueError, match="t_lo"):
+    fixed_point.expected_descent(testing.GaussianPrior(), None, jnp.zeros((1, 8, 8, 3)), None, None, 1.0,
+                                 0.7, 0.6, jax.random.PRNGKey(0), 1)
 
 
 def test_missing_weights_are_named(monkeypatch, tmp_path, capsys):
@@ -114,6 +117,3 @@ def test_missing_weights_are_named(monkeypatch, tmp_path, capsys):
     fixed_point.main()
   err = capsys.readouterr().err
   assert "--weights" in err and str(tmp_path) in err, err
-  with pytest.raises(ValueError, match="t_lo"):
-    fixed_point.expected_descent(testing.GaussianPrior(), None, jnp.zeros((1, 8, 8, 3)), None, None, 1.0,
-                                 0.7, 0.6, jax.random.PRNGKey(0), 1)

@@ -32,9 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from dreamfusion_jax import config_files
+from dreamfusion_jax.distill import sds as sds_lib
+from dreamfusion_jax.distill import surrogate
 from dreamfusion_jax.nerf import shading
 from dreamfusion_jax.prior import errors
-from dreamfusion_jax.prior import schedule
 from dreamfusion_jax.prior import stable_diffusion
 from dreamfusion_jax.prior import text as text_lib
 from dreamfusion_jax.shapes import captions
@@ -67,36 +68,30 @@ def regions(covered: np.ndarray) -> dict:
 
 
 def expected_descent(prior, prior_params, x, cond, uncond, guidance_scale: float, t_lo: float, t_hi: float,
-                     key, draws: int, weighting: str = "sigma2") -> jax.Array:
-  """-E[w(t)(eps_hat - eps)] over `draws` draws of t ~ U{t_lo T .. t_hi T} (inclusive) and eps, per view.
+                     key, draws: int, weighting: str = "sigma2", threshold: str = "none") -> jax.Array:
+  """-E[g] for the SDS step's own g = w(t)(eps_hat - eps) (distill.sds.sds_gradient), over `draws` draws
+  of (t, eps) per view drawn as the step draws them (t ~ U{floor(t_lo T) .. floor(t_hi T)}).
 
   x [V, h, w, C] in model space; cond / uncond [V, L, D]. Returns [V, h, w, C].
   """
   if draws < 1 or not 0.0 <= t_lo <= t_hi <= 1.0:
     raise ValueError(f"need draws >= 1 and 0 <= t_lo <= t_hi <= 1, got {draws}, {t_lo}, {t_hi}")
-  num_t = prior.num_train_timesteps
-  lo, hi = int(round(t_lo * (num_t - 1))), int(round(t_hi * (num_t - 1)))
-  run = _descent_fn(prior, float(guidance_scale), lo, hi, int(draws), weighting)
-  return run(prior_params, x, cond, uncond, key)
+  run = _descent_fn(prior, float(guidance_scale), int(draws), weighting, threshold)
+  return run(prior_params, x, cond, uncond, jnp.float32(t_lo), jnp.float32(t_hi), key)
 
 
 @functools.lru_cache(maxsize=8)
-def _descent_fn(prior, guidance_scale: float, lo: int, hi: int, draws: int, weighting: str):
+def _descent_fn(prior, guidance_scale: float, draws: int, weighting: str, threshold: str):
   """expected_descent's jitted body, one compilation per prior and setting (not per prompt)."""
 
   @jax.jit
-  def run(prior_params, x, cond, uncond, key):
-    v = x.shape[0]
-    t_key, eps_key = jax.random.split(key)
+  def run(prior_params, x, cond, uncond, t_lo, t_hi, key):
     rep = lambda a: jnp.repeat(a, draws, axis=0)  # view-major: view i's draws at i * draws ...
     xs = rep(x)
-    t = jax.random.randint(t_key, (v * draws,), lo, hi + 1)
-    eps = jax.random.normal(eps_key, xs.shape)
-    alpha_bar = schedule.gather(prior.alphas_cumprod, t)
-    eps_hat = prior.guided_noise(prior_params, schedule.add_noise(xs, eps, alpha_bar), t, rep(cond),
-                                 rep(uncond), guidance_scale)
-    g = schedule.per_sample(schedule.weighting(weighting, alpha_bar), xs) * (eps_hat - eps)
-    return -jnp.mean(g.reshape((v, draws) + x.shape[1:]), axis=1)
+    t, eps = surrogate.draw_t_and_noise(key, xs, t_lo, t_hi, prior.num_train_timesteps)
+    g = sds_lib.sds_gradient(prior, prior_params, xs, rep(cond), rep(uncond), t, eps, guidance_scale,
+                             weighting, threshold)
+    return -jnp.mean(g.reshape((x.shape[0], draws) + x.shape[1:]), axis=1)
 
   return run
 
@@ -143,7 +138,8 @@ def measure(config, prior, prior_params, prompt: str, num_views: int, draws: int
   c = config.sds
   x = prior.encode_image(prior_params, rgb)
   descent = expected_descent(prior, prior_params, x, cond, uncond, float(c.guidance_scale),
-                             float(c.t_min), float(c.t_max), jax.random.fold_in(key, 1), draws, c.weighting)
+                             float(c.t_min), float(c.t_max), jax.random.fold_in(key, 1), draws, c.weighting,
+                             c.get("threshold", "none"))
   return pressures(descent, covered, 2.0 * object_rgb - 1.0, 2.0 * np.asarray(backgrounds) - 1.0)
 
 
