@@ -42,6 +42,7 @@ def get_config(arg=None):
   s.t_anneal_steps = 0  # ... over this many steps (0: no annealing)
   s.weighting = "sigma2"  # sigma2 (w = 1 - alphabar, the paper) | uniform | snr_sqrt (sqrt((1-ab)/ab))
   s.num_samples = 1  # draws of (t, eps) per view per step, their gradients averaged (the paper: 1)
+  s.denoise_weight = 1.0  # λ in w(t)(λ(ε_u − ε) + ω(ε_c − ε_u)): 1 is SDS, 0 the guidance term alone
   s.threshold = "none"  # pixel priors: Imagen's thresholding of the guided x0: none | static | dynamic ...
   s.threshold_percentile = 0.995  # ... dynamic: at this percentile of |x0| (Imagen: 0.995)
 

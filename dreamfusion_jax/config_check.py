@@ -40,7 +40,7 @@ POSITIVE = ("nerf.bound", "nerf.blob_radius", "optim.lr", "optim.eps")
 PROBABILITIES = ("shading.shaded_prob", "shading.textureless_prob", "sds.t_min", "sds.t_max",
                  "sds.t_max_start", "ism.t_min", "ism.t_max", "ism.t_max_start",
                  "nerf.random_background_prob", "nerf.background_saturation",
-                 "reg.coverage_max", "sds.threshold_percentile")
+                 "reg.coverage_max", "sds.threshold_percentile", "sds.denoise_weight")
 RANGES = ("camera.elevation_range", "camera.azimuth_range", "camera.distance_range",
           "camera.focal_range", "camera.light_distance_range")
 ORDERED = (("sds.t_min", "sds.t_max"), ("sds.t_min", "sds.t_max_start"),
@@ -89,6 +89,10 @@ def problems(config) -> list:
   if not 0.0 <= config.optim.ema_decay < 1.0:
     out.append(f"config.optim.ema_decay = {config.optim.ema_decay!r}: must be in [0, 1) (0: no moving "
                "average, export the last iterate; 0.99: average over ~100 steps).")
+  if config.sds.denoise_weight != 1.0 and config.sds.threshold != "none":
+    out.append(f"config.sds.denoise_weight = {config.sds.denoise_weight!r} with config.sds.threshold = "
+               f"{config.sds.threshold!r}: thresholding needs the whole guided prediction, so set "
+               "denoise_weight to 1 or threshold to 'none'.")
   c2f = config.nerf.coarse_to_fine_steps
   if c2f > 0 and config.nerf.encoding != "ipe":
     out.append(f"config.nerf.coarse_to_fine_steps = {c2f} works through IPE's damping: it needs "

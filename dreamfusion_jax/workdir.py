@@ -28,7 +28,7 @@ ADDED_FIELDS = {"nerf.random_background_prob": 0.0, "nerf.background_saturation"
                 "reg.coverage": 0.0, "reg.coverage_max": 0.6,
                 "reg.entropy": 0.0, "reg.entropy_start": 0, "reg.entropy_ramp_steps": 0,
                 "reg.distortion": 0.0, "reg.distortion_start": 0, "reg.distortion_ramp_steps": 0,
-                "sds.num_samples": 1, "optim.ema_decay": 0.0}
+                "sds.num_samples": 1, "optim.ema_decay": 0.0, "sds.denoise_weight": 1.0}
 
 # Fields that fix parameter shapes or what the run means. A prefix ("nerf") covers its whole section.
 # Everything else (num_steps, log.*, optim learning rates, ...) may change when a run is resumed.

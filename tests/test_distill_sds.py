@@ -228,3 +228,43 @@ def test_threshold_needs_a_pixel_prior_and_a_known_mode():
     config_check.check(helpers.loaded_config("sds", threshold="soft"))
   with pytest.raises(config_check.ConfigError, match="sds.threshold_percentile"):
     config_check.check(helpers.loaded_config("sds", threshold_percentile=1.5))
+
+
+def test_denoise_weight_scales_the_denoising_term_apart(tiny):
+  """g = w(t)(λ(ε_u − ε) + ω(ε_c − ε_u)) by hand from two UNet calls; λ = 1 is the SDS gradient exactly."""
+  prior, params, (cond, uncond), x = tiny
+  key = jax.random.PRNGKey(11)
+  t, eps = surrogate.draw_t_and_noise(key, x, 0.02, 0.98, prior.num_train_timesteps)
+  ab = schedule.per_sample(jnp.asarray(prior.alphas_cumprod, jnp.float32)[t], x)
+  x_t = jnp.sqrt(ab) * x + jnp.sqrt(1 - ab) * eps
+  predict = jax.jit(prior.predict_noise)
+  eps_c, eps_u = predict(params, x_t, t, cond), predict(params, x_t, t, uncond)
+  for lam in (0.0, 0.5):
+    config = _config(denoise_weight=lam, guidance_scale=10.0)
+    grad, _ = jax.jit(jax.grad(lambda x, c=config: sds_lib.sds(c, prior, params, x, (cond, uncond), key, 0),
+                               has_aux=True))(x)
+    want = (1 - ab) * (lam * (eps_u - eps) + 10.0 * (eps_c - eps_u)) / x.shape[0]
+    assert _relative_error(grad, want) < 1e-4, lam
+  sds_grad = lambda **kw: sds_lib.sds_gradient(prior, params, x, cond, uncond, t, eps, 10.0, **kw)
+  np.testing.assert_array_equal(np.asarray(sds_grad()), np.asarray(sds_grad(denoise_weight=1.0)))
+  with pytest.raises(ValueError, match="denoise_weight=0.5.*threshold='static'"):
+    sds_grad(denoise_weight=0.5, threshold="static")
+
+
+def test_guidance_term_alone_is_a_constant_pull_with_an_exact_denoiser():
+  """λ = 0 with the Gaussian denoiser: ε_c − ε_u = σα(μ_u − μ_c)/(α² std² + σ²), the same for every x and
+  ε, so the descent −g moves every element from the unconditional mean towards the conditional one."""
+  mu_c, mu_u, omega = 0.3, -0.2, 10.0
+  prior = GaussianPrior(std=STD)
+  config = _config(denoise_weight=0.0, guidance_scale=omega, t_min=0.3, t_max=0.3)
+  text = (jnp.full((2, 2, 2), mu_c), jnp.full((2, 2, 2), mu_u))
+  grad_of = jax.jit(jax.grad(lambda x, key: sds_lib.sds(config, prior, None, x, text, key, 0)[0]))
+  x1 = jax.random.normal(jax.random.PRNGKey(0), (2, 4, 4, 3))
+  x2 = 3.0 * jax.random.normal(jax.random.PRNGKey(1), (2, 4, 4, 3))
+  g1, g2 = grad_of(x1, jax.random.PRNGKey(2)), grad_of(x2, jax.random.PRNGKey(3))
+  ab = float(prior.alphas_cumprod[300])
+  a, sigma = ab**0.5, (1 - ab) ** 0.5
+  want = (1 - ab) * omega * sigma * a * (mu_u - mu_c) / (ab * STD**2 + 1 - ab) / 2
+  np.testing.assert_allclose(np.asarray(g1), want, rtol=1e-4)
+  np.testing.assert_allclose(np.asarray(g2), want, rtol=1e-4)
+  assert want < 0  # descent (−g) raises x towards mu_c > mu_u

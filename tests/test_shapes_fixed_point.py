@@ -98,12 +98,38 @@ def test_measure_on_the_world_renders():
   assert -rate < out["fade"] < 0.0
 
 
+def test_guidance_term_alone_pulls_by_omega_alpha_sigma():
+  """denoise_weight 0 keeps only w ω (ε_c − ε_u): with the exact std-0 prior conditioned on the object's
+  grey and unconditioned on each view's background, every pixel moves one full colour step towards the
+  object times ω α_t σ_t, whatever the render: fog = growth = ω α σ, and fade = −ω α σ (the inner ring
+  is pushed on past the object's colour, not back)."""
+  v, n, grey, backgrounds, omega = 2, 16, 0.8, np.array([0.2, 0.4]), 3.0
+  covered = np.zeros((v, n, n), bool)
+  covered[:, 3:9, 6:13] = True
+  x = jnp.asarray(2.0 * np.where(covered[..., None], grey, backgrounds[:, None, None, None]) * np.ones(3) - 1.0,
+                  jnp.float32)
+  as_text = lambda mu: jnp.asarray(np.broadcast_to(np.asarray(mu)[:, None, None], (v, 2, 4)), jnp.float32)
+  cond, uncond = as_text(np.full(v, 2.0 * grey - 1.0)), as_text(2.0 * backgrounds - 1.0)
+  prior = testing.GaussianPrior(std=0.0, sample_size=n, image_size=n)
+  t = 0.3
+  descent = fixed_point.expected_descent(prior, None, x, cond, uncond, omega, t, t, jax.random.PRNGKey(1), 2,
+                                         denoise_weight=0.0)
+  out = fixed_point.pressures(descent, covered, np.full(3, 2.0 * grey - 1.0),
+                              np.repeat(2.0 * backgrounds[:, None] - 1.0, 3, axis=1))
+  rate = omega * _alpha_sigma(prior, int(np.floor(t * prior.num_train_timesteps)))
+  for name, want in {"fog": rate, "growth": rate, "fade": -rate}.items():
+    assert out[name] == pytest.approx(want, rel=1e-4), name
+
+
 def test_bad_arguments_fail_before_loading_the_prior(monkeypatch):
   monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red dodecahedron",
                                     "--weights", "/nonexistent"])
   with pytest.raises(ValueError, match="dodecahedron"):
     fixed_point.main()
   monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red cube", "--views", "0"])
+  with pytest.raises(SystemExit):
+    fixed_point.main()
+  monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red cube", "--denoise-weight", "2"])
   with pytest.raises(SystemExit):
     fixed_point.main()
   with pytest.raises(ValueError, match="t_lo"):

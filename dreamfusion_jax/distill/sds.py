@@ -4,6 +4,12 @@ z_t = α_t x + σ_t ε, g = w(t)(ε̂_ω(z_t; y, t) − ε), with ε̂_ω the cl
 ε_u + ω(ε_c − ε_u) (ω = 100 in the paper) and w(t) = σ_t² = 1 − ᾱ_t. The UNet Jacobian is dropped:
 g enters through the surrogate Σ sg(g)·x / B (surrogate.py).
 
+config.sds.denoise_weight = λ scales the residual's two parts apart: g = w(t)(λ(ε_u − ε) + ω(ε_c − ε_u)).
+λ = 1 is SDS. λ = 0 keeps the guidance term alone, Classifier Score Distillation (Yu et al. 2023, "Text-to-
+3D with Classifier Score Distillation"), which found that term alone enough to distil. The denoising term
+ε_u − ε is, at a render the prior finds likely, the pull towards the prior's posterior mean x̂₀, which
+at large t is a blurred image: it spreads every edge outwards (shapes.fixed_point measures it).
+
 config.sds.num_samples = K > 1 averages g over K independent draws of (t, ε) for the same render: an
 unbiased estimate of the same expected gradient with less of its (t, ε) variance, for K more guided
 UNet calls and no more rendering (the render is most of a step wherever the prior is small).
@@ -45,18 +51,23 @@ def threshold_x0(x_t, eps_hat, alpha_bar, mode, percentile=0.995):
 
 
 def sds_gradient(prior, prior_params, x, cond, uncond, t, eps, guidance_scale, weighting="sigma2",
-                 threshold="none", percentile=0.995):
+                 threshold="none", percentile=0.995, denoise_weight=1.0):
   """g = w(t)(ε̂_ω(α_t x + σ_t ε, t) − ε) for given t [B] and ε (the deterministic part of `sds`).
 
   threshold "static" / "dynamic": ε̂_ω from the thresholded x̂₀ (`threshold_x0`); "none" leaves it as the
-  guidance gives it.
+  guidance gives it. denoise_weight λ: g = w(t)(λ(ε_u − ε) + ω(ε_c − ε_u)) (module docstring); λ ≠ 1
+  needs threshold "none".
   """
   alpha_bar = schedule.gather(prior.alphas_cumprod, t)
   x_t = schedule.add_noise(x, eps, alpha_bar)
-  eps_hat = prior.guided_noise(prior_params, x_t, t, cond, uncond, guidance_scale)
+  if denoise_weight != 1.0 and threshold != "none":
+    raise ValueError(f"sds.denoise_weight={denoise_weight} leaves out part of the guided prediction that "
+                     f"sds.threshold={threshold!r} thresholds: use one of them (threshold 'none' or "
+                     "denoise_weight 1)")
+  eps_hat = prior.guided_noise(prior_params, x_t, t, cond, uncond, guidance_scale, denoise_weight)
   eps_hat = threshold_x0(x_t, eps_hat, alpha_bar, threshold, percentile)
   w = schedule.weighting(weighting, alpha_bar)
-  return schedule.per_sample(w, x) * (eps_hat - eps)
+  return schedule.per_sample(w, x) * (eps_hat - denoise_weight * eps)
 
 
 def sds(config, prior, prior_params, x, text, key, step):
@@ -82,6 +93,6 @@ def sds(config, prior, prior_params, x, text, key, step):
     raise ValueError(f"config.sds.threshold={threshold!r} thresholds pixels in [-1, 1]; it needs a "
                      f"pixel-space prior, and this one is {prior.kind!r}: set it to 'none'")
   g = sds_gradient(prior, prior_params, xs, tile(cond), tile(uncond), t, eps, c.guidance_scale, c.weighting,
-                   threshold, float(c.get("threshold_percentile", 0.995)))
+                   threshold, float(c.get("threshold_percentile", 0.995)), float(c.denoise_weight))
   g = jnp.mean(g.reshape((k,) + x.shape), axis=0)
   return surrogate.loss_and_aux(x, g, t, prior.num_train_timesteps)

@@ -150,8 +150,10 @@ class Prior:
       out = schedule.eps_from_v(x_t, out, schedule.gather(self.alphas_cumprod, t))
     return out
 
-  def guided_noise(self, params, x_t, t, cond, uncond, guidance_scale):
+  def guided_noise(self, params, x_t, t, cond, uncond, guidance_scale, uncond_weight=1.0):
     """Classifier-free guidance ε_u + ω(ε_c − ε_u) from ONE UNet call on the stacked [cond; uncond] batch.
+
+    uncond_weight λ scales the first term: λ ε_u + ω(ε_c − ε_u) (1: the guided prediction).
 
     Everything is under stop_gradient: score distillation never differentiates the UNet (DreamFusion §3).
     """
@@ -163,7 +165,7 @@ class Prior:
         jnp.concatenate([cond, uncond]),
     )
     eps_c, eps_u = jnp.split(both, 2)
-    return jax.lax.stop_gradient(eps_u + guidance_scale * (eps_c - eps_u))
+    return jax.lax.stop_gradient(uncond_weight * eps_u + guidance_scale * (eps_c - eps_u))
 
 
 @functools.partial(jax.jit, static_argnums=0)

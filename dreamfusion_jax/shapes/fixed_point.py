@@ -68,7 +68,8 @@ def regions(covered: np.ndarray) -> dict:
 
 
 def expected_descent(prior, prior_params, x, cond, uncond, guidance_scale: float, t_lo: float, t_hi: float,
-                     key, draws: int, weighting: str = "sigma2", threshold: str = "none") -> jax.Array:
+                     key, draws: int, weighting: str = "sigma2", threshold: str = "none",
+                     denoise_weight: float = 1.0) -> jax.Array:
   """-E[g] for the SDS step's own g = w(t)(eps_hat - eps) (distill.sds.sds_gradient), over `draws` draws
   of (t, eps) per view drawn as the step draws them (t ~ U{floor(t_lo T) .. floor(t_hi T)}).
 
@@ -76,12 +77,13 @@ def expected_descent(prior, prior_params, x, cond, uncond, guidance_scale: float
   """
   if draws < 1 or not 0.0 <= t_lo <= t_hi <= 1.0:
     raise ValueError(f"need draws >= 1 and 0 <= t_lo <= t_hi <= 1, got {draws}, {t_lo}, {t_hi}")
-  run = _descent_fn(prior, float(guidance_scale), int(draws), weighting, threshold)
+  run = _descent_fn(prior, float(guidance_scale), int(draws), weighting, threshold, float(denoise_weight))
   return run(prior_params, x, cond, uncond, jnp.float32(t_lo), jnp.float32(t_hi), key)
 
 
 @functools.lru_cache(maxsize=8)
-def _descent_fn(prior, guidance_scale: float, draws: int, weighting: str, threshold: str):
+def _descent_fn(prior, guidance_scale: float, draws: int, weighting: str, threshold: str,
+                denoise_weight: float):
   """expected_descent's jitted body, one compilation per prior and setting (not per prompt)."""
 
   @jax.jit
@@ -90,7 +92,7 @@ def _descent_fn(prior, guidance_scale: float, draws: int, weighting: str, thresh
     xs = rep(x)
     t, eps = surrogate.draw_t_and_noise(key, xs, t_lo, t_hi, prior.num_train_timesteps)
     g = sds_lib.sds_gradient(prior, prior_params, xs, rep(cond), rep(uncond), t, eps, guidance_scale,
-                             weighting, threshold)
+                             weighting, threshold, denoise_weight=denoise_weight)
     return -jnp.mean(g.reshape((x.shape[0], draws) + x.shape[1:]), axis=1)
 
   return run
@@ -139,7 +141,7 @@ def measure(config, prior, prior_params, prompt: str, num_views: int, draws: int
   x = prior.encode_image(prior_params, rgb)
   descent = expected_descent(prior, prior_params, x, cond, uncond, float(c.guidance_scale),
                              float(c.t_min), float(c.t_max), jax.random.fold_in(key, 1), draws, c.weighting,
-                             c.get("threshold", "none"))
+                             c.get("threshold", "none"), float(c.get("denoise_weight", 1.0)))
   return pressures(descent, covered, 2.0 * object_rgb - 1.0, 2.0 * np.asarray(backgrounds) - 1.0)
 
 
@@ -155,6 +157,9 @@ def main() -> None:
   parser.add_argument("--views", type=int, default=32, help="training views per prompt")
   parser.add_argument("--draws", type=int, default=12, help="draws of (t, eps) per view")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--denoise-weight", type=float, default=None,
+                      help="sds.denoise_weight to measure instead of the config's (1: SDS, 0: the guidance "
+                           "term alone)")
   args = parser.parse_args()
   if args.prompts is None:
     from dreamfusion_jax.evaluate.__main__ import default_prompts  # pylint: disable=g-import-not-at-top
@@ -167,7 +172,12 @@ def main() -> None:
     captions.parse_prompt(p)  # unknown words fail before any work
   if args.views < 1 or args.draws < 1:
     parser.error(f"--views and --draws must be >= 1, got {args.views}, {args.draws}")
+  if args.denoise_weight is not None and not 0.0 <= args.denoise_weight <= 1.0:
+    parser.error(f"--denoise-weight must be in [0, 1], got {args.denoise_weight}")
   config = config_files.load(args.config)
+  if args.denoise_weight is not None:
+    with config.unlocked():
+      config.sds.denoise_weight = args.denoise_weight
   try:
     prior, params = stable_diffusion.load_prior(args.weights, "float32", local_files_only=True)
   except errors.PriorNotFoundError as e:
@@ -175,7 +185,8 @@ def main() -> None:
   if prior.kind != "pixel":
     parser.error(f"--weights must be a pixel-space prior (the world's), got a {prior.kind!r} one")
   c = config.sds
-  print(f"SDS at CFG {c.guidance_scale}, t in [{c.t_min}, {c.t_max}], weighting {c.weighting}; "
+  print(f"SDS at CFG {c.guidance_scale}, t in [{c.t_min}, {c.t_max}], weighting {c.weighting}, "
+        f"denoise weight {c.get('denoise_weight', 1.0)}; "
         f"{args.views} views x {args.draws} draws per prompt; prior {args.weights}")
   print("| prompt | fog | growth | fade |\n|---|---|---|---|")
   rows, start = [], time.time()
