@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dreamfusion_jax import config_check
 from dreamfusion_jax import config_files
 from dreamfusion_jax.distill import sds as sds_lib
 from dreamfusion_jax.distill import surrogate
@@ -141,7 +142,7 @@ def measure(config, prior, prior_params, prompt: str, num_views: int, draws: int
   x = prior.encode_image(prior_params, rgb)
   descent = expected_descent(prior, prior_params, x, cond, uncond, float(c.guidance_scale),
                              float(c.t_min), float(c.t_max), jax.random.fold_in(key, 1), draws, c.weighting,
-                             c.get("threshold", "none"), float(c.get("denoise_weight", 1.0)))
+                             c.threshold, float(c.denoise_weight))
   return pressures(descent, covered, 2.0 * object_rgb - 1.0, 2.0 * np.asarray(backgrounds) - 1.0)
 
 
@@ -172,12 +173,13 @@ def main() -> None:
     captions.parse_prompt(p)  # unknown words fail before any work
   if args.views < 1 or args.draws < 1:
     parser.error(f"--views and --draws must be >= 1, got {args.views}, {args.draws}")
-  if args.denoise_weight is not None and not 0.0 <= args.denoise_weight <= 1.0:
-    parser.error(f"--denoise-weight must be in [0, 1], got {args.denoise_weight}")
   config = config_files.load(args.config)
+  config.prompt = prompts[0]  # the check wants one; each prompt is measured in turn
   if args.denoise_weight is not None:
-    with config.unlocked():
-      config.sds.denoise_weight = args.denoise_weight
+    config.sds.denoise_weight = args.denoise_weight
+  found = config_check.problems(config)
+  if found:
+    parser.error(f"{args.config} with these flags: " + " ".join(found))  # --denoise-weight sets sds.denoise_weight
   try:
     prior, params = stable_diffusion.load_prior(args.weights, "float32", local_files_only=True)
   except errors.PriorNotFoundError as e:
@@ -186,7 +188,7 @@ def main() -> None:
     parser.error(f"--weights must be a pixel-space prior (the world's), got a {prior.kind!r} one")
   c = config.sds
   print(f"SDS at CFG {c.guidance_scale}, t in [{c.t_min}, {c.t_max}], weighting {c.weighting}, "
-        f"denoise weight {c.get('denoise_weight', 1.0)}; "
+        f"denoise weight {c.denoise_weight}; "
         f"{args.views} views x {args.draws} draws per prompt; prior {args.weights}")
   print("| prompt | fog | growth | fade |\n|---|---|---|---|")
   rows, start = [], time.time()
