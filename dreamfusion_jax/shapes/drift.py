@@ -23,6 +23,7 @@ import time
 import jax
 import jax.numpy as jnp
 import optax
+import tqdm
 
 from dreamfusion_jax import config_check
 from dreamfusion_jax import config_files
@@ -53,11 +54,12 @@ def fit_loss(scene, params, cams, key, config, true_rgb, true_coverage):
   return jnp.mean(jnp.square(out.rgb - true_rgb)) + jnp.mean(jnp.square(out.opacity - true_coverage))
 
 
-def fit_to_truth(config, scene, prompt: str, steps: int, key):
+def fit_to_truth(config, scene, prompt: str, steps: int, key, progress=lambda: None):
   """NeRF params fitted to `prompt`'s true object in `steps` Adam steps (no prior involved).
 
   Each step renders FIT_VIEWS views through the config's training cameras (camera.sample_views), the
-  world's albedo render of the object on white and its coverage the targets (`fit_loss`).
+  world's albedo render of the object on white and its coverage the targets (`fit_loss`). `progress()`
+  is called after every step.
   """
   if steps < 1:
     raise ValueError(f"fit steps must be >= 1, got {steps}")
@@ -80,6 +82,7 @@ def fit_to_truth(config, scene, prompt: str, steps: int, key):
   opt_state = optimizer.init(params)
   for i in range(steps):
     params, opt_state = fit_step(params, opt_state, jax.random.fold_in(step_key, i))
+    progress()
   return params
 
 
@@ -95,9 +98,10 @@ def true_shape_iou(scene, params, prompt: str, bound: float, resolution: int) ->
   return geometry.best_yaw_iou(occupied, jax.jit(lambda p: sdf.occupancy(shape, p)), bound)["iou"]
 
 
-def drift(config, prior, prior_params, scene, params, every: int, score) -> list:
+def drift(config, prior, prior_params, scene, params, every: int, score, progress=lambda: None) -> list:
   """[(step, score(params at step))] of the config's training run started from `params`, at step 0 and
-  every `every` steps to config.num_steps (a fresh optimizer and the run's own schedule from step 0)."""
+  every `every` steps to config.num_steps (a fresh optimizer and the run's own schedule from step 0);
+  `progress()` is called after every step."""
   if every < 1:
     raise ValueError(f"every must be >= 1, got {every}")
   mesh = distributed.make_mesh()
@@ -114,6 +118,7 @@ def drift(config, prior, prior_params, scene, params, every: int, score) -> list
   trace = [(0, score(step_lib.final_params(state)))]
   for i in range(1, int(config.num_steps) + 1):
     state, _ = train_step(state, frozen, text)
+    progress()
     if i % every == 0 or i == int(config.num_steps):
       trace.append((i, score(step_lib.final_params(state))))
   return trace
@@ -191,8 +196,11 @@ def main() -> None:
   for prompt in prompts:
     config.prompt = prompt
     score = functools.partial(true_shape_iou, scene, prompt=prompt, bound=bound, resolution=IOU_RESOLUTION)
-    params = fit_to_truth(config, scene, prompt, args.fit_steps, jax.random.PRNGKey(args.seed))
-    trace = drift(config, prior, prior_params, scene, params, args.every, score)
+    with tqdm.tqdm(total=args.fit_steps + int(config.num_steps), desc=prompt, unit="step",
+                   mininterval=10.0) as bar:  # the fit's steps, then the training's
+      advance = lambda: bar.update(1)
+      params = fit_to_truth(config, scene, prompt, args.fit_steps, jax.random.PRNGKey(args.seed), advance)
+      trace = drift(config, prior, prior_params, scene, params, args.every, score, advance)
     print(json.dumps({"prompt": prompt, "iou": {str(s): round(v, 3) for s, v in trace},
                       "seconds": round(time.time() - start)}), flush=True)
 
