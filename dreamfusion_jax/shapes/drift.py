@@ -152,8 +152,8 @@ def main() -> None:
   parser.add_argument("--prompts", default=None,
                       help="comma-separated world captions (default: the benchmark's 12)")
   parser.add_argument("--fit-steps", type=int, default=250,
-                      help="Adam steps fitting the true object (250 fit the table, cube, torus and "
-                           "cylinder to IoU 0.81-0.96)")
+                      help="Adam steps fitting the true object (250: IoU 0.73-0.97 on six of the "
+                           "benchmark's prompts)")
   parser.add_argument("--every", type=int, default=100, help="score every this many training steps")
   parser.add_argument("--seed", type=int, default=0)
   parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
