@@ -52,13 +52,13 @@ def test_r_precision_is_the_hit_fraction():
 
 
 def test_default_prompts_cover_every_shape_and_colour():
-  prompts = evaluate_cli.default_prompts()
+  prompts = captions.default_prompts()
   parsed = [captions.parse_prompt(p) for p in prompts]
   assert len(prompts) >= 12
   assert len(set(prompts)) == len(prompts)  # a repeated caption makes retrieval ambiguous
   assert {s for s, _ in parsed} == set(captions.SHAPES)
   assert {c for _, c in parsed} == set(captions.COLOUR_NAMES)
-  everything = evaluate_cli.default_prompts(len(captions.SHAPES) * len(captions.COLOUR_NAMES))
+  everything = captions.default_prompts(len(captions.SHAPES) * len(captions.COLOUR_NAMES))
   assert len(set(everything)) == len(everything)
 
 

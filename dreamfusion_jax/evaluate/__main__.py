@@ -73,7 +73,6 @@ _SHARD = flags.DEFINE_string("shard", "0/1", "k/n: run only every n-th run from 
 _CLIP = flags.DEFINE_string("clip", None, "Score with a real CLIP (FlaxCLIPModel folder) instead of the judge.")
 flags.mark_flags_as_required(["config", "workdir"])
 
-IOU_RESOLUTION = 64  # occupancy grid per side for the geometry score
 # "haze": the mean opacity of the scored albedo views' four corner squares, each 1/8 of the side. No true
 # object of the world reaches them in those views (a test holds this), so on a perfect NeRF it is 0; a
 # low-density cloud around the object shows up here while the IoU, at the opaque surface, misses it.
@@ -82,19 +81,6 @@ SCORE_FIELDS = ("r_color", "r_geo", "iou", "iou_best_size", "size", "empty", "ha
                 *geometry.VOLUME_ERRORS)
 SCORES_FILE = "scores.json"  # in a run folder: its scores, and what they were scored with
 VIEWS_FILE = "scored_views.npy"  # ... and the scored renders, for views.png
-
-
-def default_prompts(count: int = 12) -> list:
-  """`count` distinct prompts cycling through every shape, with colours stepped so all eight appear.
-
-  The colour steps by 3 (coprime to 8) and shifts by one on each further pass over the shapes, so no
-  (shape, colour) pair repeats: a repeated caption would make R-precision's retrieval ambiguous.
-  """
-  shapes, names = captions.SHAPES, captions.COLOUR_NAMES
-  if not 0 < count <= len(shapes) * len(names):
-    raise ValueError(f"count must be in 1..{len(shapes) * len(names)}, got {count}")
-  return [captions.caption(shapes[i % len(shapes)], names[(3 * i + i // len(shapes)) % len(names)])
-          for i in range(count)]
 
 
 def _slug(text: str) -> str:
@@ -201,13 +187,13 @@ def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_vie
   bound = float(config.nerf.bound)
   truth_fn = jax.jit(lambda p: sdf.occupancy(shape, p))
   try:
-    occupied = geometry.nerf_occupancy(density_fn, bound, IOU_RESOLUTION)
+    occupied = geometry.nerf_occupancy(density_fn, bound, geometry.IOU_RESOLUTION)
     sized = geometry.best_yaw_scale_iou(occupied, truth_fn, bound)
     geo = {"iou": sized["true_size_iou"], "iou_best_size": sized["iou"], "size": sized["scale"],
            "empty": False,
            **geometry.volume_errors(occupied, truth_fn, bound, sized["true_size_yaw_degrees"])}
   except mesh_lib.EmptyFieldError:  # nothing rendered opaque: no overlap with the shape, and no size
-    nothing = np.zeros((IOU_RESOLUTION,) * 3, bool)
+    nothing = np.zeros((geometry.IOU_RESOLUTION,) * 3, bool)
     geo = {"iou": 0.0, "iou_best_size": 0.0, "size": None, "empty": True,
            **geometry.volume_errors(nothing, truth_fn, bound, 0.0)}
   scores = {"r_color": r_precision.r_precision(scorers["color"], albedo, truth, prompts),
@@ -233,7 +219,8 @@ def score_key(scorers: dict, prompts, num_views: int, summary: dict) -> dict:
   """What a run's saved scores hold for: the scorer (scorers["id"]), prompt set, view count and grid,
   and the finished run itself (its steps and wall time: a run retrained into the folder is re-scored)."""
   return dict(scorer=scorers.get("id"), prompts=list(prompts), views=num_views,
-              iou_resolution=IOU_RESOLUTION, steps=summary["steps"], wall_time_s=summary["wall_time_s"])
+              iou_resolution=geometry.IOU_RESOLUTION, steps=summary["steps"],
+              wall_time_s=summary["wall_time_s"])
 
 
 def load_scores(run_dir: str, key: dict):
@@ -423,13 +410,13 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
   summaries.quiet_library_logs()
-  prompts = _PROMPTS.value or default_prompts()
+  prompts = _PROMPTS.value or captions.default_prompts()
   unknown = [m for m in _METHODS.value if m not in distill.LOSSES]
   if unknown:
     raise app.UsageError(f"--methods has {unknown}: allowed are {', '.join(distill.LOSSES)}")
   retrieval = _RETRIEVAL.value or prompts
   if retrieval == ["default"]:
-    retrieval = default_prompts()
+    retrieval = captions.default_prompts()
   for flag, values in (("--prompts", prompts), ("--retrieval_prompts", retrieval)):
     for p in values:
       try:

@@ -18,6 +18,9 @@ import numpy as np
 from dreamfusion_jax.export import mesh as mesh_lib
 
 
+IOU_RESOLUTION = 64  # occupancy grid per side for the benchmark's geometry score
+
+
 def rotate_y(points: np.ndarray, angle: float) -> np.ndarray:
   """Points [..., 3] rotated by `angle` radians about +y (right-handed: +z turns towards +x)."""
   c, s = np.cos(angle), np.sin(angle)

@@ -63,6 +63,33 @@ def prompt_set() -> list[str]:
   return [caption(s, c) for s in SHAPES for c in COLOUR_NAMES]
 
 
+def default_prompts(count: int = 12) -> list:
+  """`count` distinct prompts cycling through every shape, with colours stepped so all eight appear.
+
+  The colour steps by 3 (coprime to 8) and shifts by one on each further pass over the shapes, so no
+  (shape, colour) pair repeats: a repeated caption would make R-precision's retrieval ambiguous.
+  """
+  shapes, names = SHAPES, COLOUR_NAMES
+  if not 0 < count <= len(shapes) * len(names):
+    raise ValueError(f"count must be in 1..{len(shapes) * len(names)}, got {count}")
+  return [caption(shapes[i % len(shapes)], names[(3 * i + i // len(shapes)) % len(names)])
+          for i in range(count)]
+
+
+def prompt_list(text: Optional[str]) -> list[str]:
+  """The prompts of a comma-separated list of world captions ("a red cube,a blue torus"); None gives
+  `default_prompts()`. Raises ValueError naming an unknown word, or on a list with no prompt."""
+  if text is None:
+    return default_prompts()
+  prompts = [p.strip() for p in text.split(",") if p.strip()]
+  if not prompts:
+    raise ValueError(f"the prompt list {text!r} names no prompt: give comma-separated captions such as "
+                     "'a red cube'")
+  for p in prompts:
+    parse_prompt(p)
+  return prompts
+
+
 def parse_prompt(prompt: str) -> tuple[str, Optional[str]]:
   """(shape, colour or None) of a world caption; a view suffix is ignored. Raises on other text."""
   text = prompt.split(",")[0].strip().lower()

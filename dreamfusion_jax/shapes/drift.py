@@ -159,18 +159,10 @@ def main() -> None:
   parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                       help="a config field to change, e.g. --set sds.t_max=0.3 (repeatable)")
   args = parser.parse_args()
-  from dreamfusion_jax.evaluate.__main__ import IOU_RESOLUTION, default_prompts  # pylint: disable=g-import-not-at-top
-  if args.prompts is None:
-    prompts = default_prompts()
-  else:
-    prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
-    if not prompts:
-      parser.error("--prompts names no prompt: give comma-separated captions such as 'a red cube'")
-  for p in prompts:
-    try:
-      captions.parse_prompt(p)
-    except ValueError as e:
-      parser.error(f"--prompts: {e}")
+  try:
+    prompts = captions.prompt_list(args.prompts)
+  except ValueError as e:
+    parser.error(f"--prompts: {e}")
   if args.fit_steps < 1 or args.every < 1:
     parser.error(f"--fit-steps and --every must be >= 1, got {args.fit_steps}, {args.every}")
   config = config_files.load(args.config)
@@ -195,7 +187,8 @@ def main() -> None:
   start = time.time()
   for prompt in prompts:
     config.prompt = prompt
-    score = functools.partial(true_shape_iou, scene, prompt=prompt, bound=bound, resolution=IOU_RESOLUTION)
+    score = functools.partial(true_shape_iou, scene, prompt=prompt, bound=bound,
+                              resolution=geometry.IOU_RESOLUTION)
     with tqdm.tqdm(total=args.fit_steps + int(config.num_steps), desc=prompt, unit="step",
                    mininterval=10.0) as bar:  # the fit's steps, then the training's
       advance = lambda: bar.update(1)

@@ -162,15 +162,7 @@ def main() -> None:
                       help="sds.denoise_weight to measure instead of the config's (1: SDS, 0: the guidance "
                            "term alone)")
   args = parser.parse_args()
-  if args.prompts is None:
-    from dreamfusion_jax.evaluate.__main__ import default_prompts  # pylint: disable=g-import-not-at-top
-    prompts = default_prompts()
-  else:
-    prompts = [p.strip() for p in args.prompts.split(",") if p.strip()]
-    if not prompts:
-      parser.error("--prompts names no prompt: give comma-separated captions such as 'a red cube'")
-  for p in prompts:
-    captions.parse_prompt(p)  # unknown words fail before any work
+  prompts = captions.prompt_list(args.prompts)  # unknown words fail before any work
   if args.views < 1 or args.draws < 1:
     parser.error(f"--views and --draws must be >= 1, got {args.views}, {args.draws}")
   config = config_files.load(args.config)
