@@ -31,6 +31,8 @@
 #   PRIOR_SHAPES   the shapes' shares of each batch (default "1 1 1 1 2 2 2 2": the torus, snowman,
 #                  mushroom and table twice, as in the shipped prior's last fine-tune)
 #   PRIOR_SEED     the renders' seed (default 5; earlier runs used 0, 1 and 3)
+#   PRIOR_MAX_TIMESTEP  train on the ticks [0, this) only (default 1000: all; 650 spends the steps on the
+#                  range configs/shapes.py's SDS queries, t <= 0.6 after its first 200 steps)
 #   BENCH_MINUTES  wall-clock cap of the benchmark (default 3.5; 0 skips it)
 #   SHARDS         benchmark processes sharing the GPU (default 8, for 16 CPU cores: scoring runs on them)
 #   BENCH_ARGS     extra arguments for `python -m dreamfusion_jax.evaluate`, shell-quoted
@@ -73,6 +75,7 @@ run_on_gpu() {
   local init=${INIT:-dreamfusion_jax/shapes/weights}
   local steps=${PRIOR_STEPS:-1000000} batch=${PRIOR_BATCH:-96} lr=${PRIOR_LR:-3e-4}
   local shape_weights=${PRIOR_SHAPES:-1 1 1 1 2 2 2 2} seed=${PRIOR_SEED:-5}
+  local max_timestep=${PRIOR_MAX_TIMESTEP:-1000}
   local prior_minutes=${PRIOR_MINUTES:-4}
   [[ -d "$init/unet" ]] || { echo "gpu_prior.sh: INIT=$init is not an exported prior (no unet/)" >&2; exit 2; }
   install_wheels "$out" "$work"
@@ -92,7 +95,8 @@ run_on_gpu() {
   "$PYTHON" -m dreamfusion_jax.shapes.train_prior --workdir "$work/prior" --init-from-weights "$init" \
     --steps "$steps" --max-minutes "$prior_minutes" \
     --cooldown-minutes "$(awk "BEGIN {print $prior_minutes / 4}")" --lr "$lr" --batch "$batch" \
-    --shape-weights $shape_weights --seed "$seed" --cameras shapes --out "$export_dir" 2>&1 \
+    --shape-weights $shape_weights --seed "$seed" --max-timestep "$max_timestep" --cameras shapes \
+    --out "$export_dir" 2>&1 \
     | tr '\r' '\n' | tee "$work/train_prior.log" | grep -v -E '^ *[0-9]+%' || true
   [[ -f "$export_dir/training.json" ]] || { echo "gpu_prior.sh: the prior was not exported" >&2; exit 1; }
   echo "prior: $((SECONDS - t0)) s"

@@ -88,6 +88,25 @@ def test_train_step_updates_ema_with_its_warmup_decay(tiny):
     np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
+def test_diffusion_loss_draws_ticks_below_max_timestep(tiny):
+  """max_timestep=1 pins every tick to 0: the loss is then the Min-SNR-weighted MSE at t = 0 exactly."""
+  images = jax.random.uniform(jax.random.PRNGKey(2), (4, 32, 32, 3))
+  ids = jnp.asarray(tokenizer_lib.encode(tiny["tok"], ["a red cube"] * 2 + ["a blue torus", ""]))
+  ac = jnp.asarray(prior_model.alphas_cumprod())
+  key = jax.random.PRNGKey(3)
+  loss = lambda m: float(train_prior.diffusion_loss(tiny["params"], tiny["text"], tiny["unet"], images,
+                                                    ids, key, ac, m))
+  noise = jax.random.normal(jax.random.split(key)[1], images.shape)
+  t = jnp.zeros((4,), jnp.int32)
+  x_t = jnp.sqrt(ac[0]) * (2.0 * images - 1.0) + jnp.sqrt(1.0 - ac[0]) * noise
+  context = prior_model.encode_text(tiny["text"], tiny["params"]["text"], ids)
+  eps = prior_model.predict_noise(tiny["unet"], tiny["params"]["unet"], x_t, t, context)
+  snr = ac[0] / (1.0 - ac[0])
+  expected = float(jnp.minimum(snr, train_prior.MIN_SNR_GAMMA) / snr * jnp.mean((eps - noise)**2))
+  np.testing.assert_allclose(loss(1), expected, rtol=1e-5)
+  assert abs(loss(prior_model.NUM_TRAIN_TIMESTEPS) - expected) > 1e-3 * expected  # other ticks drawn
+
+
 def test_ddim_timesteps_descend_evenly_to_zero():
   ts = sample.ddim_timesteps(1000, 50)
   assert ts[0] == 980 and ts[-1] == 0 and len(set(ts.tolist())) == 50
@@ -262,3 +281,14 @@ def test_training_json_says_how_the_shapes_shared_the_batches():
   assert train_prior.describe_shapes({"shape_weights": [2] * 8}) == ""
   text = train_prior.describe_shapes({"shape_weights": [1, 1, 1, 1, 2, 2, 2, 2]})
   assert text == "; shares of each batch sphere 1, cube 1, cylinder 1, cone 1, torus 2, snowman 2, mushroom 2, table 2"
+
+
+@pytest.mark.parametrize("argv, flag", [(["--max-timestep", "0"], "--max-timestep"),
+                                        (["--max-timestep", "1001"], "--max-timestep"),
+                                        (["--batch", "20", "--shape-weights", "1", "1", "1", "1", "2", "2", "2",
+                                          "2"], "--shape-weights")])
+def test_bad_flags_are_refused_before_any_work(argv, flag, tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr("sys.argv", ["train_prior", "--workdir", str(tmp_path / "run")] + argv)
+  with pytest.raises(SystemExit):
+    train_prior.main()
+  assert flag in capsys.readouterr().err and not os.path.exists(tmp_path / "run")

@@ -111,11 +111,16 @@ def clock_cooldown_scale(elapsed_s: float, max_s: float, cooldown_s: float) -> f
   return COOLDOWN_FLOOR + (1.0 - COOLDOWN_FLOOR) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def diffusion_loss(params, text, unet, images, ids, key, alphas_cumprod):
-  """Min-SNR-weighted epsilon MSE at uniform t; images [B, H, W, 3] in [0, 1]."""
+def diffusion_loss(params, text, unet, images, ids, key, alphas_cumprod,
+                   max_timestep: int = prior_model.NUM_TRAIN_TIMESTEPS):
+  """Min-SNR-weighted epsilon MSE at t uniform in [0, max_timestep); images [B, H, W, 3] in [0, 1].
+
+  A max_timestep under NUM_TRAIN_TIMESTEPS spends a fine-tune on the ticks distillation queries
+  (configs/shapes.py's SDS settles at t <= 0.6, tick 600) instead of the near-pure-noise end.
+  """
   t_key, noise_key = jax.random.split(key)
   b = images.shape[0]
-  t = jax.random.randint(t_key, (b,), 0, prior_model.NUM_TRAIN_TIMESTEPS)
+  t = jax.random.randint(t_key, (b,), 0, max_timestep)
   noise = jax.random.normal(noise_key, images.shape)
   ab = alphas_cumprod[t][:, None, None, None]
   x_t = jnp.sqrt(ab) * (2.0 * images - 1.0) + jnp.sqrt(1.0 - ab) * noise
@@ -126,7 +131,8 @@ def diffusion_loss(params, text, unet, images, ids, key, alphas_cumprod):
   return jnp.mean(weight * jnp.mean((eps - noise)**2, axis=(1, 2, 3)))
 
 
-def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weights=None):
+def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weights=None,
+                    max_timestep: int = prior_model.NUM_TRAIN_TIMESTEPS):
   """The jitted step: render a batch (world.sample_batch's shape_weights), one optimizer update, EMA update.
 
   `lr_scale` multiplies the optimizer's scheduled learning rate (clock_cooldown_scale's cooldown).
@@ -140,7 +146,7 @@ def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weight
                                shape_weights=shape_weights)
     ids = token_table[batch.captions]
     loss, grads = jax.value_and_grad(diffusion_loss)(
-        state.params, text, unet, batch.images, ids, loss_key, alphas_cumprod)
+        state.params, text, unet, batch.images, ids, loss_key, alphas_cumprod, max_timestep)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     # adamw's update is -lr (adam + weight decay * params): scaling it scales the learning rate.
     updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
@@ -335,6 +341,9 @@ def train(args) -> None:
     print(f"resumed from step {int(state.step)}")
   meta.update(spec=spec_overrides, batch=args.batch, seed=args.seed, lr=args.lr, hardware=hardware(),
               target_steps=args.steps, shape_weights=list(shape_weights))
+  meta.pop("max_timestep", None)  # as the cooldown: this session's, not an earlier one's
+  if args.max_timestep != prior_model.NUM_TRAIN_TIMESTEPS:
+    meta["max_timestep"] = {"from_step": int(state.step), "ticks": args.max_timestep}
   meta = record_cameras(meta, args.cameras, int(state.step))
   meta.pop("cooldown", None)  # a resumed run records this session's schedule, not an earlier one's
   if args.cooldown_from:
@@ -343,7 +352,7 @@ def train(args) -> None:
   if args.cooldown_minutes:
     meta["cooldown"] = {"last_minutes": args.cooldown_minutes, "of_minutes": args.max_minutes,
                         "kind": "cosine by wall clock", "final_lr": COOLDOWN_FLOOR * args.lr}
-  step_fn = make_train_step(text, unet, optimizer, config, args.batch, shape_weights)
+  step_fn = make_train_step(text, unet, optimizer, config, args.batch, shape_weights, args.max_timestep)
   root_key = jax.random.PRNGKey(args.seed + 1)
   print(f"text encoder {prior_model.num_params(params['text']):,} params, "
         f"unet {prior_model.num_params(params['unet']):,} params", flush=True)
@@ -409,6 +418,9 @@ def main() -> None:
                       default=[1] * len(captions.SHAPES),
                       help="relative share of each shape in a batch, in the order " +
                            " ".join(captions.SHAPES) + "; --batch must be a multiple of their sum")
+  parser.add_argument("--max-timestep", type=int, default=prior_model.NUM_TRAIN_TIMESTEPS,
+                      help="draw the training ticks from [0, this) instead of all %d (a fine-tune on the "
+                           "range SDS queries)" % prior_model.NUM_TRAIN_TIMESTEPS)
   parser.add_argument("--resume", action="store_true", help="continue from the workdir's checkpoint")
   parser.add_argument("--export-only", action="store_true", help="export the latest checkpoint, no training")
   parser.add_argument("--out", default=WEIGHTS_DIR, help="where the diffusers layout is written")
@@ -421,6 +433,8 @@ def main() -> None:
     if not 0 < args.cooldown_minutes <= args.max_minutes:
       parser.error(f"--cooldown-minutes must be in (0, --max-minutes] (--max-minutes "
                    f"{args.max_minutes:g}); got {args.cooldown_minutes:g}")
+  if not 1 <= args.max_timestep <= prior_model.NUM_TRAIN_TIMESTEPS:
+    parser.error(f"--max-timestep must be in [1, {prior_model.NUM_TRAIN_TIMESTEPS}]; got {args.max_timestep}")
   try:
     world.shape_counts(args.batch, tuple(args.shape_weights))
   except ValueError as e:
