@@ -214,6 +214,19 @@ def test_camera_choice_is_recorded_with_the_step_a_fine_tune_switched_at():
     train_prior.record_cameras(old, "wide", 0)
 
 
+def test_timestep_range_is_recorded_with_the_step_it_changed_at():
+  full = prior_model.NUM_TRAIN_TIMESTEPS
+  assert "timestep_phases" not in train_prior.record_max_timestep({"step": 0}, full, 0)
+  tuned = train_prior.record_max_timestep({"step": 0}, 650, 0)
+  assert tuned["timestep_phases"] == [{"from_step": 0, "max_timestep": 650}]
+  assert train_prior.record_max_timestep(tuned, 650, 900) == tuned  # resumed with the same range
+  back = train_prior.record_max_timestep(tuned, full, 900)  # resumed on all the ticks: both phases kept
+  assert back["timestep_phases"] == [{"from_step": 0, "max_timestep": 650},
+                                     {"from_step": 900, "max_timestep": full}]
+  late = train_prior.record_max_timestep({"step": 4000}, 650, 4000)  # a run that narrowed it later
+  assert late["timestep_phases"] == [{"from_step": 4000, "max_timestep": 650}]
+
+
 def test_warm_start_from_weights_restores_the_saved_params_tokenizer_and_lineage(tiny, tmp_path):
   """--init-from-weights: training continues from exactly the exported weights, with their tokenizer."""
   spec_overrides = dict(channels=TINY["channels"], text_width=TINY["text_width"],

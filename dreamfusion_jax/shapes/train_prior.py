@@ -267,7 +267,7 @@ def warm_start_from_weights(weights_dir: str, workdir: str, spec_overrides: dict
 
 # What a warm start keeps of the weights' training.json: how they were trained, not how they were saved.
 LINEAGE_FIELDS = ("step", "wall_seconds", "loss", "batch", "lr", "seed", "hardware", "camera_phases",
-                  "cooldown", "shape_weights", "warm_start")
+                  "cooldown", "shape_weights", "timestep_phases", "warm_start")
 
 
 def record_cameras(meta: dict, cameras: str, step: int) -> dict:
@@ -287,6 +287,22 @@ def record_cameras(meta: dict, cameras: str, step: int) -> dict:
   elif cameras != current:
     phases.append({"from_step": step, "cameras": cameras})
   return dict(meta, camera_phases=phases)
+
+
+def record_max_timestep(meta: dict, max_timestep: int, step: int) -> dict:
+  """meta with the training ticks drawn from [0, max_timestep) from `step` on.
+
+  meta["timestep_phases"] lists {from_step, max_timestep} each time the range changes, as
+  record_cameras does for cameras; no phases means every step drew from all the ticks.
+  """
+  phases = [] if step == 0 else list(meta.get("timestep_phases", []))
+  current = phases[-1]["max_timestep"] if phases else prior_model.NUM_TRAIN_TIMESTEPS
+  if max_timestep != current:
+    phases.append({"from_step": step, "max_timestep": max_timestep})
+  meta = dict(meta, timestep_phases=phases)
+  if not phases:
+    del meta["timestep_phases"]
+  return meta
 
 
 def describe_cameras(meta: dict) -> str:
@@ -341,9 +357,7 @@ def train(args) -> None:
     print(f"resumed from step {int(state.step)}")
   meta.update(spec=spec_overrides, batch=args.batch, seed=args.seed, lr=args.lr, hardware=hardware(),
               target_steps=args.steps, shape_weights=list(shape_weights))
-  meta.pop("max_timestep", None)  # as the cooldown: this session's, not an earlier one's
-  if args.max_timestep != prior_model.NUM_TRAIN_TIMESTEPS:
-    meta["max_timestep"] = {"from_step": int(state.step), "ticks": args.max_timestep}
+  meta = record_max_timestep(meta, args.max_timestep, int(state.step))
   meta = record_cameras(meta, args.cameras, int(state.step))
   meta.pop("cooldown", None)  # a resumed run records this session's schedule, not an earlier one's
   if args.cooldown_from:
