@@ -299,10 +299,8 @@ def record_max_timestep(meta: dict, max_timestep: int, step: int) -> dict:
   current = phases[-1]["max_timestep"] if phases else prior_model.NUM_TRAIN_TIMESTEPS
   if max_timestep != current:
     phases.append({"from_step": step, "max_timestep": max_timestep})
-  meta = dict(meta, timestep_phases=phases)
-  if not phases:
-    del meta["timestep_phases"]
-  return meta
+  meta = {k: v for k, v in meta.items() if k != "timestep_phases"}
+  return dict(meta, timestep_phases=phases) if phases else meta
 
 
 def describe_cameras(meta: dict) -> str:
