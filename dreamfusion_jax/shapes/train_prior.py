@@ -267,7 +267,7 @@ def warm_start_from_weights(weights_dir: str, workdir: str, spec_overrides: dict
 
 # What a warm start keeps of the weights' training.json: how they were trained, not how they were saved.
 LINEAGE_FIELDS = ("step", "wall_seconds", "loss", "batch", "lr", "seed", "hardware", "camera_phases",
-                  "cooldown", "shape_weights", "timestep_phases", "warm_start")
+                  "cooldown", "shape_weights", "timestep_phases", "warm_start", "average")
 
 
 def record_cameras(meta: dict, cameras: str, step: int) -> dict:
