@@ -20,8 +20,8 @@ from dreamfusion_jax.shapes import tokenizer as tokenizer_lib
 TINY = dict(text_width=32, text_layers=1, text_heads=2, channels=(32, 32), unet_heads=2)
 
 
-def _export(root, name, seed, tok_dir, info, **spec_changes):
-  spec = prior_model.PriorSpec(vocab_size=len(tokenizer_lib.load_tokenizer(tok_dir)), **dict(TINY, **spec_changes))
+def _export(root, name, seed, tok_dir, info):
+  spec = prior_model.PriorSpec(vocab_size=len(tokenizer_lib.load_tokenizer(tok_dir)), **TINY)
   text, unet = prior_model.build(spec)
   params = prior_model.init_params(jax.random.PRNGKey(seed), spec, text, unet)
   out = str(root / name)
@@ -80,8 +80,8 @@ def test_weight_zero_is_the_first_prior(priors):
       assert f.read() == g.read()
 
 
-@pytest.mark.parametrize("case", ["occupied_out", "bad_weight", "other_architecture", "other_tokenizer",
-                                  "not_an_export"])
+@pytest.mark.parametrize("case", ["occupied_out", "unwritable_out", "bad_weight", "other_architecture",
+                                  "other_tokenizer", "not_an_export"])
 def test_refusals_name_the_problem_and_write_nothing(priors, case, capsys):
   root = priors["root"]
   second, out, weight, match = priors["second"], str(root / f"out_{case}"), "0.5", None
@@ -90,10 +90,22 @@ def test_refusals_name_the_problem_and_write_nothing(priors, case, capsys):
     with open(os.path.join(out, "keep.txt"), "w") as f:
       f.write("mine")
     match = "already exists"
+  elif case == "unwritable_out":  # under a plain file (permissions alone do not stop root)
+    blocker = str(root / "a_file")
+    with open(blocker, "w") as f:
+      f.write("")
+    out, match = os.path.join(blocker, "soup"), "cannot be written"
   elif case == "bad_weight":
     weight, match = "1.5", r"--weight must be in \[0, 1\]"
   elif case == "other_architecture":
-    second = _export(root, "wide", 2, priors["tok"], {"step": 1}, channels=(32, 64))
+    second = str(root / "wide")  # the second prior with a wider UNet in its config
+    shutil.copytree(priors["second"], second)
+    path = os.path.join(second, "unet", "config.json")
+    with open(path) as f:
+      config = json.load(f)
+    config["block_out_channels"] = [32, 64]
+    with open(path, "w") as f:
+      json.dump(config, f)
     match = "unet/config.json differs"
   elif case == "other_tokenizer":
     second = str(root / "other_tok")  # the second prior itself, its vocabulary's first two ids swapped

@@ -84,8 +84,11 @@ def average_priors(first: str, second: str, out: str, weight: float = 0.5) -> No
     raise ValueError(f"--out {out} already exists and is not an empty folder; nothing is overwritten")
   check_compatible(first, second)
   parent = os.path.dirname(os.path.abspath(out))
-  os.makedirs(parent, exist_ok=True)
-  staging = tempfile.mkdtemp(prefix=".average_priors_", dir=parent)
+  try:
+    os.makedirs(parent, exist_ok=True)
+    staging = tempfile.mkdtemp(prefix=".average_priors_", dir=parent)
+  except OSError as e:
+    raise ValueError(f"--out {out} cannot be written: {e}") from e
   try:
     tree = os.path.join(staging, "prior")
     shutil.copytree(first, tree)
