@@ -49,9 +49,9 @@ def check_compatible(first: str, second: str) -> None:
       raise ValueError(f"{name} differs between {first} and {second}: the priors are not one "
                        "architecture, so their weights cannot be averaged")
   tok_a, tok_b = os.path.join(first, "tokenizer"), os.path.join(second, "tokenizer")
-  names = sorted(os.listdir(tok_a)) if os.path.isdir(tok_a) else []
-  if not names or names != (sorted(os.listdir(tok_b)) if os.path.isdir(tok_b) else []) or \
-      filecmp.cmpfiles(tok_a, tok_b, names, shallow=False)[0] != names:
+  listing = lambda d: sorted(os.listdir(d)) if os.path.isdir(d) else []
+  names = listing(tok_a)
+  if not names or names != listing(tok_b) or filecmp.cmpfiles(tok_a, tok_b, names, shallow=False)[0] != names:
     raise ValueError(f"tokenizer/ differs between {first} and {second}: the same token ids would mean "
                      "other words to the two text encoders")
 
@@ -68,12 +68,6 @@ def average_trees(first, second, weight: float):
     return ((1.0 - weight) * a.astype(np.float32) + weight * b.astype(np.float32)).astype(a.dtype)
 
   return jax.tree_util.tree_map(mix, first, second)
-
-
-def _lineage(folder: str) -> dict:
-  with open(os.path.join(folder, "training.json")) as f:
-    info = json.load(f)
-  return dict({k: v for k, v in info.items() if k in train_prior.LINEAGE_FIELDS}, weights=folder)
 
 
 def average_priors(first: str, second: str, out: str, weight: float = 0.5) -> None:
@@ -96,9 +90,13 @@ def average_priors(first: str, second: str, out: str, weight: float = 0.5) -> No
       trees = [serialization.msgpack_restore(open(os.path.join(f, name), "rb").read()) for f in (first, second)]
       with open(os.path.join(tree, name), "wb") as f:
         f.write(serialization.msgpack_serialize(average_trees(*trees, weight)))
-    with open(os.path.join(first, "training.json")) as f:
-      info = {k: v for k, v in json.load(f).items() if k not in train_prior.LINEAGE_FIELDS}
-    info.update(step=0, average={"weight": weight, "first": _lineage(first), "second": _lineage(second)},
+    infos = []
+    for folder in (first, second):
+      with open(os.path.join(folder, "training.json")) as f:
+        infos.append(json.load(f))
+    info = {k: v for k, v in infos[0].items() if k not in train_prior.LINEAGE_FIELDS}
+    info.update(step=0, average={"weight": weight, "first": train_prior.lineage(infos[0], first),
+                                 "second": train_prior.lineage(infos[1], second)},
                 weights="first x %g + second x %g of two exports' weights (see average)" % (1 - weight, weight))
     with open(os.path.join(tree, "training.json"), "w") as f:
       json.dump(info, f, indent=2)

@@ -239,8 +239,8 @@ def warm_start_from_weights(weights_dir: str, workdir: str, spec_overrides: dict
 
   Copies its tokenizer into `workdir` first, so the token ids the weights were trained with stay
   valid; the weights' training.json must name the spec this run was asked for. Returns (params,
-  record): record is the weights' training.json minus the fields describing the export, to be kept as
-  meta["warm_start"] (it nests the record of any earlier warm start).
+  record): record is the weights' `lineage`, to be kept as meta["warm_start"] (it nests the record of
+  any earlier warm start).
   """
   from dreamfusion_jax.prior import stable_diffusion  # pylint: disable=g-import-not-at-top
   info_path = os.path.join(weights_dir, "training.json")
@@ -261,13 +261,17 @@ def warm_start_from_weights(weights_dir: str, workdir: str, spec_overrides: dict
                                           require_vae=False)
   params = {"text": flax.core.unfreeze(loaded["text_encoder"]),
             "unet": flax.core.unfreeze(loaded["unet"])}
-  record = {k: v for k, v in info.items() if k in LINEAGE_FIELDS}
-  return jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params), dict(record, weights=weights_dir)
+  return jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params), lineage(info, weights_dir)
 
 
 # What a warm start keeps of the weights' training.json: how they were trained, not how they were saved.
 LINEAGE_FIELDS = ("step", "wall_seconds", "loss", "batch", "lr", "seed", "hardware", "camera_phases",
                   "cooldown", "shape_weights", "timestep_phases", "warm_start", "average")
+
+
+def lineage(info: dict, weights_dir: str) -> dict:
+  """The LINEAGE_FIELDS of an export's training.json `info`, plus the folder it was read from."""
+  return dict({k: v for k, v in info.items() if k in LINEAGE_FIELDS}, weights=weights_dir)
 
 
 def record_cameras(meta: dict, cameras: str, step: int) -> dict:
