@@ -14,7 +14,6 @@ from dreamfusion_jax.export import run
 from dreamfusion_jax.export import video
 from dreamfusion_jax.nerf import field
 
-pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # imageio-ffmpeg exec's ffmpeg
 
 def tiny_config(**export):
   config = config_files.load(config_files.TINY)

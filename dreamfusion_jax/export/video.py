@@ -6,8 +6,10 @@ Lambertian render also carries the albedo, normals, depth and opacity, and a tex
 the shading of a white object.
 """
 
+import contextlib
 import os
 from typing import Callable, Sequence
+import warnings
 
 import imageio.v2 as imageio_v2
 import imageio.v3 as iio
@@ -23,6 +25,16 @@ VIDEO_FORMATS = ("mp4", "gif")
 
 # render_fn(cameras, shading_mode) -> RenderOutput with rgb, albedo, depth, opacity, normals [B, H, W, ...].
 RenderFn = Callable[[camera_lib.Cameras, int], object]
+
+
+@contextlib.contextmanager
+def _spawning_ffmpeg():
+  """Silences JAX's warning at every fork ("os.fork() ... will likely lead to a deadlock") while
+  imageio-ffmpeg starts its ffmpeg process: the child execs the ffmpeg binary at once and runs nothing of
+  JAX's, so the deadlock it warns of cannot happen, and the warning only alarmed every main job's log."""
+  with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+    yield
 
 
 def _chunks(cameras: camera_lib.Cameras, chunk: int):
@@ -124,7 +136,7 @@ def write_video(path_without_ext: str, frames: np.ndarray, fps: float,
   for fmt in formats:
     path = f"{path_without_ext}.{fmt}"
     if fmt == "mp4":
-      with imageio_v2.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+      with _spawning_ffmpeg(), imageio_v2.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
                                  pixelformat="yuv420p", quality=8, macro_block_size=1,
                                  output_params=["-movflags", "+faststart"]) as writer:
         for frame in _even(frames):
@@ -140,8 +152,9 @@ def read_video(path: str) -> np.ndarray:
   if path.endswith(".gif"):
     frames = iio.imread(path, index=None, extension=".gif", mode="RGB")
     return np.asarray(frames)
-  reader = imageio_v2.get_reader(path, format="FFMPEG")
-  try:
-    return np.stack([np.asarray(f)[..., :3] for f in reader])
-  finally:
-    reader.close()
+  with _spawning_ffmpeg():
+    reader = imageio_v2.get_reader(path, format="FFMPEG")
+    try:
+      return np.stack([np.asarray(f)[..., :3] for f in reader])
+    finally:
+      reader.close()
