@@ -136,11 +136,12 @@ def write_video(path_without_ext: str, frames: np.ndarray, fps: float,
   for fmt in formats:
     path = f"{path_without_ext}.{fmt}"
     if fmt == "mp4":
-      with _spawning_ffmpeg(), imageio_v2.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
-                                 pixelformat="yuv420p", quality=8, macro_block_size=1,
-                                 output_params=["-movflags", "+faststart"]) as writer:
-        for frame in _even(frames):
-          writer.append_data(frame)
+      with _spawning_ffmpeg():
+        with imageio_v2.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264",
+                                   pixelformat="yuv420p", quality=8, macro_block_size=1,
+                                   output_params=["-movflags", "+faststart"]) as writer:
+          for frame in _even(frames):
+            writer.append_data(frame)
     else:
       iio.imwrite(path, frames, extension=".gif", duration=1000.0 / fps, loop=0)
     paths.append(path)
