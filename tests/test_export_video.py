@@ -121,8 +121,8 @@ def _with_fork_warnings(fn):
 
 def test_ffmpeg_spawn_does_not_warn_of_a_fork_deadlock(tmp_path):
   jax.devices()  # JAX installs its at-fork warning with its backends
-  # Control: fork + exec from this process does raise JAX's warning (a preexec_fn forces subprocess onto
-  # fork rather than posix_spawn, as imageio-ffmpeg's Popen is).
+  # Control: a child started from this process does raise JAX's warning when subprocess runs Python's
+  # at-fork hooks, which it does when given a preexec_fn, as imageio-ffmpeg gives os.setpgrp.
   _, control = _with_fork_warnings(lambda: subprocess.run([sys.executable, "-c", "pass"], check=True,
                                                           preexec_fn=lambda: None))
   assert control, "JAX no longer warns at fork: this test would check nothing"
