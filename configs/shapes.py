@@ -44,7 +44,7 @@ def get_config(arg=None):
     c.sds.guidance_scale = 10.0
     # sds.denoise_weight stays at base.py's 1 (SDS). The guidance term alone (0: Classifier Score
     # Distillation) cleared the haze (0.21 -> 0.07) but lost IoU (0.57 -> 0.52, 12 prompts, seed 0): the
-    # green cube and white cylinder shrank, the table became a cloud. README "What limits it".
+    # green cube and white cylinder shrank, the table became a cloud. docs/benchmark.md.
     c.sds.t_max = 0.6
     c.sds.t_anneal_steps = 200
     # Every training view gets a random flat background (a white one for exports and scoring) instead of
@@ -53,7 +53,7 @@ def get_config(arg=None):
     # painted "an orange cone" into the map and left the scene empty (IoU 0.00); "a white cylinder"
     # emptied too. With random backgrounds: 0.51 and 0.33. On 9 prompts (seed 0) IoU 0.25 -> 0.30 and no
     # empty field (was 1), but objects that formed grew (size 1.19 -> 1.43) and geo R-precision fell
-    # 0.68 -> 0.50 (the map's empty scenes scored their background). README "Benchmark" has each prompt.
+    # 0.68 -> 0.50 (the map's empty scenes scored their background). docs/benchmark.md has each prompt.
     c.nerf.background = "random"
     # Every shape of the world lies inside a radius-0.65 ball (shapes/sdf.py): a 0.9 scene bound leaves a
     # margin and limits how far SDS can grow the object. With base.py's 1.4 "a red cube" grew a red column
@@ -69,14 +69,14 @@ def get_config(arg=None):
     # pixels of a world render. Through a longer focal the object fills the frame as the prior draws it
     # while staying true-size in 3D: "a red sphere" IoU 0.49 -> 0.63 (size 1.00), ISM 0.23 -> 0.73; ISM
     # on three prompts 0.29 -> 0.51 (seed 0; 0.41 over seeds 0-1), SDS 0.25 -> 0.24 (its white cylinder
-    # emptied). Viewing from 1.3x farther instead made the sphere larger (1.54x). README "What limits
-    # it" has the rest.
+    # emptied). Viewing from 1.3x farther instead made the sphere larger (1.54x). docs/benchmark.md
+    # ("What limits it") has the rest.
     c.camera.focal_range = tuple(NERF_ZOOM * f for f in c.camera.focal_range)
     # The regularizers are means over rays while SDS sums over a view's 32x32x3 elements, so a weight
     # here acts per ray as weight / 1024. base.py's 1e-3 is then ~1e-6 per ray against SDS's ~0.3 per
     # element: no regularization. At CFG 50, 20 (~0.02 per ray) took "a red cube" IoU 0.24 -> 0.27 but
     # emptied "a green cube" and "a white cylinder"; at CFG 10, 20 emptied "a red cube" too, and 2 keeps
-    # an object. Not settled: see README.
+    # an object. Not settled: see docs/benchmark.md.
     c.reg.opacity = 2.0
     # A cap on how much of a view the object may cover: a view whose mean opacity exceeds 0.6 pays 1000x the
     # excess (~1 per covered pixel, where the opacity weight of 2 is ~0.002). The world's objects cover

@@ -11,7 +11,8 @@ schedule: warm-up, t anneal, ambient-only phase, regularizers) from those params
 with the true shape (the benchmark's score) after the fit and every `--every` steps. A run from the
 blob that ends far from the truth has two possible causes: the optimisation never reaches the truth,
 or the truth is not where the step settles. Started at the truth, the second shows as the IoU falling
-away from the fit's; the first cannot. README "What limits it" has what it found on the shipped prior.
+away from the fit's; the first cannot. docs/benchmark.md ("What limits it") has what it found on the
+shipped prior.
 """
 
 import argparse

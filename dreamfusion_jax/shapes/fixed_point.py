@@ -18,9 +18,9 @@ s = d . (o - b) / |o - b|^2 (1: a full step to the object's colour), in three re
 All three are 0 at a fixed point. The step is per unit learning rate of an image, before the NeRF and its
 regularizers (the opacity weight and coverage cap push against growth and fog). Two minutes on a CPU for
 12 prompts, against an hour for the 3D benchmark: a quick look at a prior's biases in 2D (the table whose
-legs the 3D runs fill in grows here too), not a ranking of the benchmark's prompts (README: the torus and
-the snowman fail in 3D, which one true view does not show). The backgrounds are uniform random RGB, as
-configs/shapes.py's training views draw them.
+legs the 3D runs fill in grows here too), not a ranking of the benchmark's prompts (docs/benchmark.md: the
+torus and the snowman fail in 3D, which one true view does not show). The backgrounds are uniform random
+RGB, as configs/shapes.py's training views draw them.
 """
 
 import argparse
