@@ -1,4 +1,4 @@
-"""2D mode: optimise one image (pixel prior) or latent (latent prior) directly with SDS, SJC or ISM.
+r"""2D mode: optimise one image (pixel prior) or latent (latent prior) directly with SDS, SJC or ISM.
 
   python -m dreamfusion_jax.distill.image2d --prior DIR_OR_HUB_ID --prompt "a DSLR photo of a corgi" \
       --method sds --steps 500 --out corgi.png

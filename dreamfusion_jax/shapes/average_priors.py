@@ -1,4 +1,4 @@
-"""One prior from two: the weighted average of two exported priors' weights (a "model soup").
+r"""One prior from two: the weighted average of two exported priors' weights (a "model soup").
 
   python -m dreamfusion_jax.shapes.average_priors dreamfusion_jax/shapes/weights runs/ft/export \
       --out runs/soup [--weight 0.5]

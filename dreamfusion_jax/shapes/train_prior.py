@@ -1,4 +1,4 @@
-"""Trains the shipped pixel prior on fresh renders of the embedded world, then exports it.
+r"""Trains the shipped pixel prior on fresh renders of the embedded world, then exports it.
 
   python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/shapes_prior_run --steps 6000 --batch 32
   python -m dreamfusion_jax.shapes.train_prior --workdir /tmp/shapes_prior_run --steps 6000 --resume
