@@ -13,10 +13,9 @@ def _docstring_literals(path: pathlib.Path):
   nodes = [tree] + [n for n in ast.walk(tree)
                     if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))]
   for node in nodes:
-    body = node.body
-    if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant) \
-        and isinstance(body[0].value.value, str):
-      yield getattr(node, "name", "<module>"), ast.get_source_segment(source, body[0].value), body[0].value.value
+    value = ast.get_docstring(node, clean=False)
+    if value is not None:
+      yield getattr(node, "name", "<module>"), ast.get_source_segment(source, node.body[0].value), value
 
 
 def _joined_continuations(path: pathlib.Path):
