@@ -98,6 +98,25 @@ def test_measure_on_the_world_renders():
   assert -rate < out["fade"] < 0.0
 
 
+def test_view_backgrounds_follow_the_configs_training_views():
+  """The tool's backgrounds are drawn as the config's NeRF draws its random ones (s * uniform RGB +
+  (1 - s) * one grey: channels within s of each other), or are its solid colour."""
+  config = shapes_config.get_config()
+  key = jax.random.PRNGKey(0)
+  spread = {}
+  for s in (1.0, 0.5):
+    config.nerf.background_saturation = s
+    colours = np.asarray(fixed_point.view_backgrounds(key, 256, config.nerf))
+    assert colours.shape == (256, 3) and np.all((colours >= 0) & (colours <= 1))
+    spread[s] = colours.max(-1) - colours.min(-1)
+  assert spread[0.5].max() <= 0.5 + 1e-6 < spread[1.0].max()
+  assert spread[0.5].max() > 0.4  # still colours, not greys
+  config.nerf.background = "solid"
+  config.nerf.background_color = (0.25, 0.5, 0.75)
+  np.testing.assert_array_equal(fixed_point.view_backgrounds(key, 4, config.nerf),
+                                np.tile([[0.25, 0.5, 0.75]], (4, 1)).astype(np.float32))
+
+
 def test_guidance_term_alone_pulls_by_omega_alpha_sigma():
   """denoise_weight 0 keeps only w ω (ε_c − ε_u): with the exact std-0 prior conditioned on the object's
   grey and unconditioned on each view's background, every pixel moves one full colour step towards the

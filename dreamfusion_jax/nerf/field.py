@@ -92,6 +92,20 @@ class Field(nn.Module):
     return density, albedo
 
 
+def random_flat_colours(key: jax.Array, shape: tuple, saturation: float = 1.0) -> jax.Array:
+  """Random flat colours of `shape` [..., C]: uniform RGB pulled towards a random grey by 1 - saturation.
+
+  At saturation 1 this is jax.random.uniform(key, shape); the shapes world draws its backgrounds at 0.5
+  (shapes/world.py's sample_scenes: half a random colour, half a random grey per colour).
+  """
+  if saturation >= 1.0:
+    return jax.random.uniform(key, shape)
+  colour_key, grey_key = jax.random.split(key)
+  colour = jax.random.uniform(colour_key, shape)
+  grey = jax.random.uniform(grey_key, tuple(shape[:-1]) + (1,))
+  return saturation * colour + (1.0 - saturation) * grey
+
+
 class Background(nn.Module):
   """Colour seen along ray directions that leave the scene: an environment map or a flat colour."""
   kind: str = "mlp"  # mlp (environment map on the direction) | solid | random (one colour per view)
@@ -128,11 +142,7 @@ class Background(nn.Module):
 
   def _random_colour(self, key: jax.Array) -> jax.Array:
     """One random flat colour, [out_channels], drawn with this background's saturation."""
-    if self.saturation >= 1.0:
-      return jax.random.uniform(key, (self.out_channels,))
-    colour_key, grey_key = jax.random.split(key)
-    colour = jax.random.uniform(colour_key, (self.out_channels,))
-    return self.saturation * colour + (1.0 - self.saturation) * jax.random.uniform(grey_key, ())
+    return random_flat_colours(key, (self.out_channels,), self.saturation)
 
 
 class Scene(nn.Module):

@@ -19,8 +19,8 @@ All three are 0 at a fixed point. The step is per unit learning rate of an image
 regularizers (the opacity weight and coverage cap push against growth and fog). Two minutes on a CPU for
 12 prompts, against an hour for the 3D benchmark: a quick look at a prior's biases in 2D (the table whose
 legs the 3D runs fill in grows here too), not a ranking of the benchmark's prompts (docs/benchmark.md: the
-torus and the snowman fail in 3D, which one true view does not show). The backgrounds are uniform random
-RGB, as configs/shapes.py's training views draw them.
+torus and the snowman fail in 3D, which one true view does not show). Each view's background is a flat
+colour drawn as the config's training views draw theirs (nerf.background, nerf.background_saturation).
 """
 
 import argparse
@@ -35,6 +35,7 @@ from dreamfusion_jax import config_check
 from dreamfusion_jax import config_files
 from dreamfusion_jax.distill import sds as sds_lib
 from dreamfusion_jax.distill import surrogate
+from dreamfusion_jax.nerf import field as field_lib
 from dreamfusion_jax.nerf import shading
 from dreamfusion_jax.prior import errors
 from dreamfusion_jax.prior import stable_diffusion
@@ -117,14 +118,24 @@ def pressures(descent, covered, object_x, background_x) -> dict:
   return out
 
 
+def view_backgrounds(key, num_views: int, nerf_config) -> jax.Array:
+  """[V, 3] one flat colour per view, as the config's training views draw theirs: its colour for a
+  solid background, else random flat colours at its nerf.background_saturation (an environment map's
+  random flat draws included; the map itself is not rendered here)."""
+  if nerf_config.background == "solid":
+    colour = jnp.broadcast_to(jnp.asarray(nerf_config.background_color, jnp.float32), (3,))
+    return jnp.tile(colour[None], (num_views, 1))
+  return field_lib.random_flat_colours(key, (num_views, 3), float(nerf_config.background_saturation))
+
+
 def true_views(prompt: str, config, num_views: int, resolution: int, key):
   """(rgb [V, H, W, 3] in [0, 1], covered [V, H, W] bool, backgrounds [V, 3], cameras): the true albedo
-  object of `prompt` through the config's training cameras, each on a random flat colour."""
+  object of `prompt` through the config's training cameras, each on a flat colour (view_backgrounds)."""
   cam_key, bg_key = jax.random.split(key)
   cams = world.sample_cameras(cam_key, num_views, config, resolution)
   rgb, coverage = world.render_prompt(prompt, cams, shading.ALBEDO,
                                       float(config.shading.ambient), float(config.shading.diffuse))
-  backgrounds = jax.random.uniform(bg_key, (num_views, 3))
+  backgrounds = view_backgrounds(bg_key, num_views, config.nerf)
   rgb = rgb + (1.0 - coverage[..., None]) * (backgrounds[:, None, None, :] - 1.0)  # white -> the colour
   return rgb, np.asarray(coverage) > 0.5, backgrounds, cams
 
