@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import pytest
 
 from configs import shapes as shapes_config
+from dreamfusion_jax import config_files
 from dreamfusion_jax.evaluate import geometry
 from dreamfusion_jax.nerf import field
 from dreamfusion_jax.prior import testing
@@ -73,12 +74,12 @@ def test_the_guided_step_moves_the_fitted_truth():
 
 def test_overrides_and_bad_arguments(monkeypatch, capsys):
   config = shapes_config.get_config()
-  drift.apply_overrides(config, ["sds.t_max=0.3", "num_steps=300", "sds.weighting=uniform"])
+  config_files.apply_overrides(config, ["sds.t_max=0.3", "num_steps=300", "sds.weighting=uniform"])
   assert (config.sds.t_max, config.num_steps, config.sds.weighting) == (0.3, 300, "uniform")
   with pytest.raises(ValueError, match="sds.t_maximum"):
-    drift.apply_overrides(config, ["sds.t_maximum=0.3"])
+    config_files.apply_overrides(config, ["sds.t_maximum=0.3"])
   with pytest.raises(ValueError, match="FIELD=VALUE"):
-    drift.apply_overrides(config, ["sds.t_max"])
+    config_files.apply_overrides(config, ["sds.t_max"])
   for argv, named in ((["--prompts", "a red dodecahedron"], "dodecahedron"),
                       (["--set", "sds.t_max=1.5"], "sds.t_max"),
                       (["--set", "nerf.widht=3"], "nerf.widht"),

@@ -140,7 +140,7 @@ def test_guidance_term_alone_pulls_by_omega_alpha_sigma():
     assert out[name] == pytest.approx(want, rel=1e-4), name
 
 
-def test_bad_arguments_fail_before_loading_the_prior(monkeypatch):
+def test_bad_arguments_fail_before_loading_the_prior(monkeypatch, capsys):
   monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red dodecahedron",
                                     "--weights", "/nonexistent"])
   with pytest.raises(ValueError, match="dodecahedron"):
@@ -151,6 +151,12 @@ def test_bad_arguments_fail_before_loading_the_prior(monkeypatch):
   monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red cube", "--denoise-weight", "2"])
   with pytest.raises(SystemExit):
     fixed_point.main()
+  for bad in ("nerf.background_saturaton=0.5", "sds.t_max=1.5"):  # no such field; out of range
+    monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red cube", "--weights", "/nonexistent",
+                                      "--set", bad])
+    with pytest.raises(SystemExit):
+      fixed_point.main()
+    assert bad.split("=")[0] in capsys.readouterr().err
   with pytest.raises(ValueError, match="t_lo"):
     fixed_point.expected_descent(testing.GaussianPrior(), None, jnp.zeros((1, 8, 8, 3)), None, None, 1.0,
                                  0.7, 0.6, jax.random.PRNGKey(0), 1)

@@ -16,7 +16,6 @@ shipped prior.
 """
 
 import argparse
-import ast
 import functools
 import json
 import time
@@ -125,27 +124,6 @@ def drift(config, prior, prior_params, scene, params, every: int, score, progres
   return trace
 
 
-def apply_overrides(config, settings) -> None:
-  """Sets "a.b=value" strings (value a Python literal, or else the text itself) into `config`."""
-  for item in settings:
-    name, sep, value = item.partition("=")
-    if not sep or not name:
-      raise ValueError(f"--set {item!r}: write FIELD=VALUE, e.g. sds.t_max=0.3")
-    *path, last = name.strip().split(".")
-    node = config
-    for part in path:
-      if part not in node:
-        raise ValueError(f"--set {item!r}: the config has no field {name.strip()!r}")
-      node = node[part]
-    if last not in node:
-      raise ValueError(f"--set {item!r}: the config has no field {name.strip()!r}")
-    try:
-      parsed = ast.literal_eval(value.strip())
-    except (ValueError, SyntaxError):
-      parsed = value.strip()  # a plain word: a name such as sds.weighting=uniform
-    node[last] = parsed  # the config's own type check refuses a wrong type (TypeError)
-
-
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument("--config", default="configs/shapes.py", help="the run config whose step is measured")
@@ -168,7 +146,7 @@ def main() -> None:
     parser.error(f"--fit-steps and --every must be >= 1, got {args.fit_steps}, {args.every}")
   config = config_files.load(args.config)
   try:
-    apply_overrides(config, args.set)
+    config_files.apply_overrides(config, args.set)
   except (ValueError, TypeError) as e:
     parser.error(str(e))
   if args.weights:

@@ -2,6 +2,7 @@
 
   python -m dreamfusion_jax.shapes.fixed_point [--config configs/shapes.py] [--weights DIR]
       [--prompts "a red cube,a purple table"] [--views 32] [--draws 12]
+      [--set nerf.background_saturation=0.5 --set sds.guidance_scale=7.5 ...]
 
 A NeRF that renders the true object stays there only if the expected SDS step on the true renders is
 zero. This renders the true object of each prompt (albedo, on a random flat background, through the
@@ -169,6 +170,8 @@ def main() -> None:
   parser.add_argument("--views", type=int, default=32, help="training views per prompt")
   parser.add_argument("--draws", type=int, default=12, help="draws of (t, eps) per view")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                      help="a config field to change, e.g. --set nerf.background_saturation=0.5 (repeatable)")
   parser.add_argument("--denoise-weight", type=float, default=None,
                       help="sds.denoise_weight to measure instead of the config's (1: SDS, 0: the guidance "
                            "term alone)")
@@ -177,6 +180,10 @@ def main() -> None:
   if args.views < 1 or args.draws < 1:
     parser.error(f"--views and --draws must be >= 1, got {args.views}, {args.draws}")
   config = config_files.load(args.config)
+  try:
+    config_files.apply_overrides(config, args.set)
+  except (ValueError, TypeError) as e:
+    parser.error(str(e))
   config.prompt = prompts[0]  # the check wants one; each prompt is measured in turn
   if args.denoise_weight is not None:
     config.sds.denoise_weight = args.denoise_weight
@@ -191,7 +198,8 @@ def main() -> None:
     parser.error(f"--weights must be a pixel-space prior (the world's), got a {prior.kind!r} one")
   c = config.sds
   print(f"SDS at CFG {c.guidance_scale}, t in [{c.t_min}, {c.t_max}], weighting {c.weighting}, "
-        f"denoise weight {c.denoise_weight}; "
+        f"denoise weight {c.denoise_weight}; backgrounds {config.nerf.background}, saturation "
+        f"{config.nerf.background_saturation}; "
         f"{args.views} views x {args.draws} draws per prompt; prior {args.weights}")
   print("| prompt | fog | growth | fade |\n|---|---|---|---|")
   rows, start = [], time.time()
