@@ -5,7 +5,7 @@
       [--set nerf.background_saturation=0.5 --set sds.guidance_scale=7.5 ...]
 
 A NeRF that renders the true object stays there only if the expected SDS step on the true renders is
-zero. This renders the true object of each prompt (albedo, on a random flat background, through the
+zero. This renders the true object of each prompt (albedo, on a flat background, through the
 config's training cameras and at its prior's resolution), takes the expected SDS descent direction
 d = -E_{t, eps}[w(t)(eps_hat - eps)] at the config's guidance, weighting and t range after annealing, and
 measures, per pixel, d's component along the colour step from the background b to the object's colour o,
