@@ -151,6 +151,11 @@ def test_bad_arguments_fail_before_loading_the_prior(monkeypatch, capsys):
   monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red cube", "--denoise-weight", "2"])
   with pytest.raises(SystemExit):
     fixed_point.main()
+  monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red cube", "--weights", "/nonexistent",
+                                    "--views", "2", "--by-scale"])
+  with pytest.raises(SystemExit):
+    fixed_point.main()
+  assert "--views must be >= 3" in capsys.readouterr().err
   for bad in ("nerf.background_saturaton=0.5", "sds.t_max=1.5"):  # no such field; out of range
     monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red cube", "--weights", "/nonexistent",
                                       "--set", bad])
@@ -168,3 +173,59 @@ def test_missing_weights_are_named(monkeypatch, tmp_path, capsys):
     fixed_point.main()
   err = capsys.readouterr().err
   assert "--weights" in err and str(tmp_path) in err, err
+
+
+def test_apparent_scale_is_focal_over_distance():
+  """Cameras at one distance and one focal length (no jitter): every view's apparent scale is the
+  config's focal (in frame widths) over that distance, whatever the elevation, azimuth or resolution."""
+  config = shapes_config.get_config()
+  config.camera.distance_range = (1.4, 1.4)
+  config.camera.focal_range = (1.1, 1.1)
+  config.camera.position_jitter = 0.0
+  for resolution in (16, 32):
+    cams = fixed_point.world.sample_cameras(jax.random.PRNGKey(resolution), 8, config, resolution)
+    np.testing.assert_allclose(fixed_point.apparent_scale(cams), 1.1 / 1.4, rtol=1e-5)
+
+
+@pytest.mark.parametrize("views", [3, 10, 32])
+def test_scale_groups_split_by_rank(views):
+  scale = np.random.default_rng(views).uniform(0.5, 2.0, views)
+  groups = fixed_point.scale_groups(scale, 3)
+  sizes = [int(g.sum()) for g in groups]
+  np.testing.assert_array_equal(np.sum(groups, axis=0), np.ones(views))  # a partition
+  assert max(sizes) - min(sizes) <= 1
+  for lower, upper in zip(groups, groups[1:]):
+    assert scale[lower].max() < scale[upper].min()
+  with pytest.raises(ValueError, match="groups"):
+    fixed_point.scale_groups(scale[:2], 3)
+
+
+def test_measure_by_scale_on_the_world_renders():
+  """With the white-wanting prior of test_measure_on_the_world_renders: the all-views numbers are
+  measure's, and each third's far background moves exactly alpha sigma, as all the views' does."""
+  config = shapes_config.get_config()
+  t = 0.4
+  config.sds.t_min = config.sds.t_max = t
+  prior = TargetPrior(mu=2.0 * captions.COLOURS["white"][0] - 1.0)
+  overall, thirds = fixed_point.measure_by_scale(config, prior, None, "a white sphere", num_views=9, draws=2)
+  alone = fixed_point.measure(config, prior, None, "a white sphere", num_views=9, draws=2)
+  rate = _alpha_sigma(prior, int(np.floor(t * prior.num_train_timesteps)))
+  assert len(thirds) == 3
+  for name in fixed_point.MEASURES:
+    assert overall[name] == pytest.approx(alone[name], abs=1e-7)
+  for third in thirds:
+    assert third["fog"] == pytest.approx(rate, rel=1e-4)
+
+
+def test_the_thirds_show_the_object_ever_larger():
+  """apparent_scale is the on-screen size: split by it, the true sphere's silhouette covers more pixels
+  in each third than in the one before, and its width follows the scale (the sphere looks the same from
+  every direction; cameras aimed at its centre, so that none crops it)."""
+  config = shapes_config.get_config()
+  config.camera.look_at_std = 0.0
+  config.camera.position_jitter = 0.0
+  _, covered, _, cams = fixed_point.true_views("a red sphere", config, 30, 32, jax.random.PRNGKey(3))
+  area = covered.reshape(30, -1).sum(-1)
+  means = [area[g].mean() for g in fixed_point.scale_groups(fixed_point.apparent_scale(cams), 3)]
+  assert means[0] < means[1] < means[2]
+  assert np.corrcoef(fixed_point.apparent_scale(cams), np.sqrt(area))[0, 1] > 0.99

@@ -2,7 +2,7 @@
 
   python -m dreamfusion_jax.shapes.fixed_point [--config configs/shapes.py] [--weights DIR]
       [--prompts "a red cube,a purple table"] [--views 32] [--draws 12]
-      [--set nerf.background_saturation=0.5 --set sds.guidance_scale=7.5 ...]
+      [--set nerf.background_saturation=0.5 --set sds.guidance_scale=7.5 ...] [--by-scale]
 
 A NeRF that renders the true object stays there only if the expected SDS step on the true renders is
 zero. This renders the true object of each prompt (albedo, on a flat background, through the
@@ -22,6 +22,12 @@ regularizers (the opacity weight and coverage cap push against growth and fog). 
 legs the 3D runs fill in grows here too), not a ranking of the benchmark's prompts (docs/benchmark.md: the
 torus and the snowman fail in 3D, which one true view does not show). Each view's background is a flat
 colour drawn as the config's training views draw theirs (nerf.background, nerf.background_saturation).
+
+--by-scale also splits each prompt's views into thirds by the object's apparent size in them (focal
+length over camera distance) and prints growth and fade per third. The prior is never told the camera,
+so at large t, where x_t hardly shows the object's size, it predicts the size averaged over the cameras
+it was trained through: views that show the object small are pushed to grow it, views that show it large
+to shrink it, and one 3D object cannot satisfy both. A camera-conditioned prior would close that spread.
 """
 
 import argparse
@@ -129,6 +135,25 @@ def view_backgrounds(key, num_views: int, nerf_config) -> jax.Array:
   return field_lib.random_flat_colours(key, (num_views, 3), float(nerf_config.background_saturation))
 
 
+def apparent_scale(cams) -> np.ndarray:
+  """[V] the object's apparent size in each view: a length L at the origin spans about
+  L * apparent_scale of the frame's width (pinhole: focal in frame widths over the camera's distance)."""
+  focal = np.asarray(cams.focal, np.float64) / cams.resolution
+  return focal / np.linalg.norm(np.asarray(cams.position, np.float64), axis=-1)
+
+
+def scale_groups(scale, groups: int = 3) -> list[np.ndarray]:
+  """Boolean masks [V] splitting the views into `groups` equal-count groups by rank of `scale`, the
+  smallest scales first (sizes differ by at most one; ties broken by view order)."""
+  scale = np.asarray(scale)
+  if groups < 1 or scale.shape[0] < groups:
+    raise ValueError(f"need 1 <= groups <= views, got {groups} groups of {scale.shape[0]} views")
+  rank = np.empty(scale.shape[0], int)
+  rank[np.argsort(scale, kind="stable")] = np.arange(scale.shape[0])
+  which = rank * groups // scale.shape[0]
+  return [which == g for g in range(groups)]
+
+
 def true_views(prompt: str, config, num_views: int, resolution: int, key):
   """(rgb [V, H, W, 3] in [0, 1], covered [V, H, W] bool, backgrounds [V, 3], cameras): the true albedo
   object of `prompt` through the config's training cameras, each on a flat colour (view_backgrounds)."""
@@ -141,12 +166,16 @@ def true_views(prompt: str, config, num_views: int, resolution: int, key):
   return rgb, np.asarray(coverage) > 0.5, backgrounds, cams
 
 
-def measure(config, prior, prior_params, prompt: str, num_views: int, draws: int, seed: int = 0) -> dict:
-  """fog / growth / fade of `prompt`'s true object under config.sds (module docstring)."""
+def measure_by_scale(config, prior, prior_params, prompt: str, num_views: int, draws: int, seed: int = 0,
+                     groups: int = 3) -> tuple[dict, list[dict]]:
+  """fog / growth / fade of `prompt`'s true object under config.sds (module docstring): over all the
+  views, and over each of `groups` equal shares of them by apparent_scale (the smallest first), from the
+  same expected descent."""
   _, colour = captions.parse_prompt(prompt)
   object_rgb = np.asarray(captions.COLOURS[colour or "white"], np.float32)
   key = jax.random.PRNGKey(seed)
   rgb, covered, backgrounds, cams = true_views(prompt, config, num_views, prior.image_size, key)
+  split = scale_groups(apparent_scale(cams), groups)  # bad `groups` fails before the prior runs
   emb = text_lib.embed_prompts(prior, prior_params, prompt, config.negative_prompt,
                                config.prior.view_dependent)
   cond, uncond = text_lib.select(emb, cams.view, cams.azimuth, config.prior.view_interpolate)
@@ -155,7 +184,15 @@ def measure(config, prior, prior_params, prompt: str, num_views: int, draws: int
   descent = expected_descent(prior, prior_params, x, cond, uncond, float(c.guidance_scale),
                              float(c.t_min), float(c.t_max), jax.random.fold_in(key, 1), draws, c.weighting,
                              c.threshold, float(c.denoise_weight))
-  return pressures(descent, covered, 2.0 * object_rgb - 1.0, 2.0 * np.asarray(backgrounds) - 1.0)
+  descent = np.asarray(descent)
+  object_x, background_x = 2.0 * object_rgb - 1.0, 2.0 * np.asarray(backgrounds) - 1.0
+  return (pressures(descent, covered, object_x, background_x),
+          [pressures(descent[m], covered[m], object_x, background_x[m]) for m in split])
+
+
+def measure(config, prior, prior_params, prompt: str, num_views: int, draws: int, seed: int = 0) -> dict:
+  """fog / growth / fade of `prompt`'s true object under config.sds, over all the views."""
+  return measure_by_scale(config, prior, prior_params, prompt, num_views, draws, seed, groups=1)[0]
 
 
 def main() -> None:
@@ -175,10 +212,14 @@ def main() -> None:
   parser.add_argument("--denoise-weight", type=float, default=None,
                       help="sds.denoise_weight to measure instead of the config's (1: SDS, 0: the guidance "
                            "term alone)")
+  parser.add_argument("--by-scale", action="store_true",
+                      help="also growth and fade per third of the views by the object's apparent size")
   args = parser.parse_args()
   prompts = captions.prompt_list(args.prompts)  # unknown words fail before any work
   if args.views < 1 or args.draws < 1:
     parser.error(f"--views and --draws must be >= 1, got {args.views}, {args.draws}")
+  if args.by_scale and args.views < 3:
+    parser.error(f"--by-scale splits the views into thirds: --views must be >= 3, got {args.views}")
   config = config_files.load(args.config)
   try:
     config_files.apply_overrides(config, args.set)
@@ -202,12 +243,23 @@ def main() -> None:
         f"{config.nerf.background_saturation}; "
         f"{args.views} views x {args.draws} draws per prompt; prior {args.weights}")
   print("| prompt | fog | growth | fade |\n|---|---|---|---|")
-  rows, start = [], time.time()
+  rows, thirds, start = [], [], time.time()
   for prompt in prompts:
-    row = measure(config, prior, params, prompt, args.views, args.draws, args.seed)
+    row, by = measure_by_scale(config, prior, params, prompt, args.views, args.draws, args.seed,
+                               groups=3 if args.by_scale else 1)
     rows.append(row)
+    thirds.append(by)
     print(f"| {prompt} | " + " | ".join(f"{row[m]:+.4f}" for m in MEASURES) + " |", flush=True)
   print("| mean | " + " | ".join(f"{np.mean([r[m] for r in rows]):+.4f}" for m in MEASURES) + " |")
+  if args.by_scale:
+    print("\nBy the object's apparent size, thirds of each prompt's views (small / middle / large):\n"
+          "| prompt | growth small | growth middle | growth large | fade small | fade middle | fade large |\n"
+          "|---|---|---|---|---|---|---|")
+    cells = lambda by: " | ".join(f"{g[m]:+.4f}" for m in ("growth", "fade") for g in by)
+    for prompt, by in zip(prompts, thirds):
+      print(f"| {prompt} | {cells(by)} |")
+    mean = [{m: np.mean([by[g][m] for by in thirds]) for m in MEASURES} for g in range(3)]
+    print(f"| mean | {cells(mean)} |")
   print(f"{len(prompts)} prompts in {time.time() - start:.0f} s")
 
 
