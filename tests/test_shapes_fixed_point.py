@@ -12,6 +12,7 @@ from configs import shapes as shapes_config
 from dreamfusion_jax.prior import testing
 from dreamfusion_jax.shapes import captions
 from dreamfusion_jax.shapes import fixed_point
+from dreamfusion_jax.shapes import world
 
 
 def _manhattan_distance(mask):
@@ -183,7 +184,7 @@ def test_apparent_scale_is_focal_over_distance():
   config.camera.focal_range = (1.1, 1.1)
   config.camera.position_jitter = 0.0
   for resolution in (16, 32):
-    cams = fixed_point.world.sample_cameras(jax.random.PRNGKey(resolution), 8, config, resolution)
+    cams = world.sample_cameras(jax.random.PRNGKey(resolution), 8, config, resolution)
     np.testing.assert_allclose(fixed_point.apparent_scale(cams), 1.1 / 1.4, rtol=1e-5)
 
 
