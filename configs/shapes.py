@@ -61,11 +61,11 @@ def get_config(arg=None):
     c.nerf.bound = 0.9
     # Cameras from 1.2 up: the nearest cameras of base.py (distance 1, focal 1.35) crop a cube, and the
     # prior, which never knows the camera, then accepts "red fills the frame" as a cube. From 1.2 no
-    # shape aimed at is cropped at any focal, and these cameras are a subset of what the prior was
-    # trained on. base.py's look-at jitter (0.2) still moves the object off centre: with it and the zoom
-    # below, the true object touches the frame's border in 75-96% of views (12-55% aimed at the centre;
-    # the world's own cameras 47-85%), yet aiming at the centre lowered the IoU (0.574 -> 0.562, seed 0,
-    # docs/benchmark.md "Nor the camera's spread"), so the jitter stays.
+    # shape aimed at is cropped at any of base.py's focals, and these cameras are a subset of what the
+    # prior was trained on. base.py's look-at jitter (0.2) still moves the object off centre: with it
+    # and the zoom below, the true object touches the frame's border in 75-96% of views (12-55% aimed
+    # at the centre; the world's own cameras 47-85%), yet aiming at the centre lowered the IoU (0.574 ->
+    # 0.562, seed 0, docs/benchmark.md "Nor the camera's spread"), so the jitter stays.
     c.camera.distance_range = (1.2, 1.5)
     # The NeRF's views zoom in 1.3x on the world's focal range (base.py's 0.7-1.35, what the prior saw).
     # Guided, this prior draws objects larger than its world's: SDS made "a red sphere" 1.30x the true
