@@ -31,6 +31,7 @@ def get_config(arg=None):
   p.latent_render = False  # render 4 latent channels directly (latent-NeRF / SJC) instead of VAE-encoding RGB
   p.view_dependent = True  # append "front/side/back/overhead view" to the prompt per sampled view
   p.view_interpolate = False  # blend front/side/back embeddings by azimuth instead of hard labels
+  p.camera_zoom = 1.0  # camera-conditioned priors: the views' focal is divided by this for the prior's input
   p.textureless_drop_words = ()  # words dropped from the prompt for textureless views (() : one prompt)
 
   # Score Distillation Sampling (DreamFusion): g = w(t)(eps_hat - eps).

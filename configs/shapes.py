@@ -76,6 +76,9 @@ def get_config(arg=None):
     # emptied). Viewing from 1.3x farther instead made the sphere larger (1.54x). docs/benchmark.md
     # ("What limits it") has the rest.
     c.camera.focal_range = tuple(NERF_ZOOM * f for f in c.camera.focal_range)
+    # prior.camera_zoom stays at base.py's 1: a camera-conditioned prior is told the NeRF's true camera,
+    # not the world view the zoomed one stands for (NERF_ZOOM), which made the true objects' rims fade
+    # under its SDS step (docs/benchmark.md, "Not yet a camera-conditioned prior from the CPU").
     # The regularizers are means over rays while SDS sums over a view's 32x32x3 elements, so a weight
     # here acts per ray as weight / 1024. base.py's 1e-3 is then ~1e-6 per ray against SDS's ~0.3 per
     # element: no regularization. At CFG 50, 20 (~0.02 per ray) took "a red cube" IoU 0.24 -> 0.27 but

@@ -36,7 +36,7 @@ NON_NEGATIVE = (
     "sjc.center_depth_weight", "optim.warmup_steps", "optim.grad_clip", "nerf.blob_density",
     "nerf.coarse_to_fine_steps", "nerf.coarse_to_fine_start",
     "sds.guidance_scale", "sjc.guidance_scale", "ism.guidance_scale")
-POSITIVE = ("nerf.bound", "nerf.blob_radius", "optim.lr", "optim.eps")
+POSITIVE = ("nerf.bound", "nerf.blob_radius", "optim.lr", "optim.eps", "prior.camera_zoom")
 PROBABILITIES = ("shading.shaded_prob", "shading.textureless_prob", "sds.t_min", "sds.t_max",
                  "sds.t_max_start", "ism.t_min", "ism.t_max", "ism.t_max_start",
                  "nerf.random_background_prob", "nerf.background_saturation",

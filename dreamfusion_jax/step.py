@@ -95,7 +95,10 @@ def _loss(params, batch, *, config, scene, prior, prior_params, text, keys, step
   cond, uncond = text_lib.select(text, cams.view, cams.azimuth, config.prior.view_interpolate,
                                  textureless=modes == shading.TEXTURELESS)
   loss_fn = distill.LOSSES[config.distill]
-  distill_loss, aux = loss_fn(config, prior, prior_params, x, (cond, uncond), keys["distill"], step)
+  extra = {}
+  if prior.camera_conditioned:
+    extra["camera"] = camera.conditioning(cams, config.prior.camera_zoom)
+  distill_loss, aux = loss_fn(config, prior, prior_params, x, (cond, uncond), keys["distill"], step, **extra)
   terms = {
       "distill": distill_loss,
       "orientation": regularizers.orientation_weight(step, config) * regularizers.orientation_loss(out),

@@ -33,6 +33,9 @@
 #   PRIOR_SEED     the renders' seed (default 5; earlier runs used 0, 1 and 3)
 #   PRIOR_MAX_TIMESTEP  train on the ticks [0, this) only (default 1000: all; 650 spends the steps on the
 #                  range configs/shapes.py's SDS queries, t <= 0.6 after its first 200 steps)
+#   PRIOR_CAMERA_DIM  > 0: a camera-conditioned prior (train_prior --camera-dim): a text-only INIT gets the
+#                  camera input added at zero; a camera-conditioned INIT needs its own value again
+#                  (default 0: text only)
 #   BENCH_MINUTES  wall-clock cap of the benchmark (default 3.5; 0 skips it)
 #   SHARDS         benchmark processes sharing the GPU (default 8, for 16 CPU cores: scoring runs on them)
 #   BENCH_ARGS     extra arguments for `python -m dreamfusion_jax.evaluate`, shell-quoted
@@ -96,7 +99,7 @@ run_on_gpu() {
     --steps "$steps" --max-minutes "$prior_minutes" \
     --cooldown-minutes "$(awk "BEGIN {print $prior_minutes / 4}")" --lr "$lr" --batch "$batch" \
     --shape-weights $shape_weights --seed "$seed" --max-timestep "$max_timestep" --cameras shapes \
-    --out "$export_dir" 2>&1 \
+    --camera-dim "${PRIOR_CAMERA_DIM:-0}" --out "$export_dir" 2>&1 \
     | tr '\r' '\n' | tee "$work/train_prior.log" | grep -v -E '^ *[0-9]+%' || true
   [[ -f "$export_dir/training.json" ]] || { echo "gpu_prior.sh: the prior was not exported" >&2; exit 1; }
   echo "prior: $((SECONDS - t0)) s"

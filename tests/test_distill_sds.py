@@ -69,9 +69,9 @@ def test_guidance_is_one_stacked_call_without_gradient(tiny):
 
   @dataclasses.dataclass(frozen=True, eq=False)
   class Counting(Prior):
-    def predict_noise(self, params, x_t, t, emb):
+    def predict_noise(self, params, x_t, t, emb, camera=None):
       calls.append(x_t.shape[0])
-      return super().predict_noise(params, x_t, t, emb)
+      return super().predict_noise(params, x_t, t, emb, camera)
 
   counting = Counting(**{f.name: getattr(prior, f.name) for f in dataclasses.fields(Prior)})
   jax.eval_shape(lambda x: counting.guided_noise(params, x, t, cond, uncond, 7.5), x)

@@ -19,7 +19,7 @@ from dreamfusion_jax.distill import surrogate
 from dreamfusion_jax.prior import schedule
 
 
-def ddim_invert(prior, prior_params, x0, uncond, s, delta_s, steps, key):
+def ddim_invert(prior, prior_params, x0, uncond, s, delta_s, steps, key, camera=None):
   """DDIM inversion x_0 → x_s (s int [B]) with ε_φ(·, ∅); returns (x_s, ε_φ(x_s, s, ∅)), both constant.
 
   Strides of `delta_s` from k_0 = max(s − delta_s·steps, 0), the last one clipped at s; k_0 > 0 starts
@@ -34,7 +34,7 @@ def ddim_invert(prior, prior_params, x0, uncond, s, delta_s, steps, key):
   def stride(carry):
     x, k = carry
     k_next = jnp.minimum(k + delta_s, s)
-    eps = prior.predict_noise(prior_params, x, k, uncond)
+    eps = prior.predict_noise(prior_params, x, k, uncond, camera)
     stepped = schedule.ddim_step(x, eps, ab(k), ab(k_next))
     return jnp.where(schedule.per_sample(k_next > k, x), stepped, x), k_next
 
@@ -44,17 +44,18 @@ def ddim_invert(prior, prior_params, x0, uncond, s, delta_s, steps, key):
 
   if delta_s > 0 and steps > 0:
     x, _ = jax.lax.fori_loop(0, steps, body, (x, k0))
-  eps_s = prior.predict_noise(prior_params, x, s, uncond)
+  eps_s = prior.predict_noise(prior_params, x, s, uncond, camera)
   return jax.lax.stop_gradient((x, eps_s))
 
 
-def ism_gradient(prior, prior_params, x, cond, uncond, t, s, key, guidance_scale, delta_s, inversion_steps):
+def ism_gradient(prior, prior_params, x, cond, uncond, t, s, key, guidance_scale, delta_s, inversion_steps,
+                 camera=None):
   """g = w(t)(ε̂_ω(x_t, t) − ε_φ(x_s, s, ∅)) for given t, s [B]; `key` only feeds a noisy inversion start."""
-  x_s, eps_s = ddim_invert(prior, prior_params, x, uncond, s, delta_s, inversion_steps, key)
+  x_s, eps_s = ddim_invert(prior, prior_params, x, uncond, s, delta_s, inversion_steps, key, camera)
   ab_s = schedule.gather(prior.alphas_cumprod, s)
   ab_t = schedule.gather(prior.alphas_cumprod, t)
   x_t = schedule.ddim_step(x_s, eps_s, ab_s, ab_t)
-  eps_hat = prior.guided_noise(prior_params, x_t, t, cond, uncond, guidance_scale)
+  eps_hat = prior.guided_noise(prior_params, x_t, t, cond, uncond, guidance_scale, camera=camera)
   return schedule.per_sample(schedule.weighting("snr_sqrt", ab_t), x) * (eps_hat - eps_s)
 
 
@@ -65,7 +66,7 @@ def interval(step, config):
   return jnp.round(delta).astype(jnp.int32)
 
 
-def ism(config, prior, prior_params, x, text, key, step):
+def ism(config, prior, prior_params, x, text, key, step, camera=None):
   """ISM surrogate loss and aux {"t", "grad_norm", "delta_t"}; ∂loss/∂x = g / B."""
   c = config.ism
   for field in ("delta_t", "delta_t_start", "delta_s", "inversion_steps"):
@@ -78,5 +79,5 @@ def ism(config, prior, prior_params, x, text, key, step):
   delta_t = interval(step, config)
   s = jnp.maximum(t - delta_t, 0)
   g = ism_gradient(prior, prior_params, x, cond, uncond, t, s, k_inv, c.guidance_scale,
-                   int(c.delta_s), int(c.inversion_steps))
+                   int(c.delta_s), int(c.inversion_steps), camera)
   return surrogate.loss_and_aux(x, g, t, prior.num_train_timesteps, delta_t=delta_t)

@@ -51,7 +51,7 @@ def threshold_x0(x_t, eps_hat, alpha_bar, mode, percentile=0.995):
 
 
 def sds_gradient(prior, prior_params, x, cond, uncond, t, eps, guidance_scale, weighting="sigma2",
-                 threshold="none", percentile=0.995, denoise_weight=1.0):
+                 threshold="none", percentile=0.995, denoise_weight=1.0, camera=None):
   """g = w(t)(ε̂_ω(α_t x + σ_t ε, t) − ε) for given t [B] and ε (the deterministic part of `sds`).
 
   threshold "static" / "dynamic": ε̂_ω from the thresholded x̂₀ (`threshold_x0`); "none" leaves it as the
@@ -64,13 +64,13 @@ def sds_gradient(prior, prior_params, x, cond, uncond, t, eps, guidance_scale, w
     raise ValueError(f"sds.denoise_weight={denoise_weight} leaves out part of the guided prediction that "
                      f"sds.threshold={threshold!r} thresholds: use one of them (threshold 'none' or "
                      "denoise_weight 1)")
-  eps_hat = prior.guided_noise(prior_params, x_t, t, cond, uncond, guidance_scale, denoise_weight)
+  eps_hat = prior.guided_noise(prior_params, x_t, t, cond, uncond, guidance_scale, denoise_weight, camera)
   eps_hat = threshold_x0(x_t, eps_hat, alpha_bar, threshold, percentile)
   w = schedule.weighting(weighting, alpha_bar)
   return schedule.per_sample(w, x) * (eps_hat - denoise_weight * eps)
 
 
-def sds(config, prior, prior_params, x, text, key, step):
+def sds(config, prior, prior_params, x, text, key, step, camera=None):
   """SDS surrogate loss and aux {"t", "grad_norm"} for x [B, h, w, C] in model space.
 
   t ~ U{t_min·T .. t_max(step)·T} per view (config.sds; t_max annealed from t_max_start), ε ~ N(0, I).
@@ -93,6 +93,7 @@ def sds(config, prior, prior_params, x, text, key, step):
     raise ValueError(f"config.sds.threshold={threshold!r} thresholds pixels in [-1, 1]; it needs a "
                      f"pixel-space prior, and this one is {prior.kind!r}: set it to 'none'")
   g = sds_gradient(prior, prior_params, xs, tile(cond), tile(uncond), t, eps, c.guidance_scale, c.weighting,
-                   threshold, float(c.get("threshold_percentile", 0.995)), float(c.denoise_weight))
+                   threshold, float(c.get("threshold_percentile", 0.995)), float(c.denoise_weight),
+                   None if camera is None else tile(camera))
   g = jnp.mean(g.reshape((k,) + x.shape), axis=0)
   return surrogate.loss_and_aux(x, g, t, prior.num_train_timesteps)

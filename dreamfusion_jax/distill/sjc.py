@@ -34,22 +34,23 @@ def ve_sigma(alpha_bar):
   return jnp.sqrt((1.0 - alpha_bar) / alpha_bar)
 
 
-def denoise(prior, prior_params, z, t, cond, uncond, guidance_scale):
+def denoise(prior, prior_params, z, t, cond, uncond, guidance_scale, camera=None):
   """D(z, σ_t) = z − σ ε̂_ω(α_t z, t): the guided UNet as a VE denoiser (z [B, h, w, C], t int [B])."""
   alpha_bar = schedule.gather(prior.alphas_cumprod, t)
   alpha = schedule.per_sample(jnp.sqrt(alpha_bar), z)
-  eps = prior.guided_noise(prior_params, alpha * z, t, cond, uncond, guidance_scale)
+  eps = prior.guided_noise(prior_params, alpha * z, t, cond, uncond, guidance_scale, camera=camera)
   return z - schedule.per_sample(ve_sigma(alpha_bar), z) * eps
 
 
-def paas_score(prior, prior_params, x, cond, uncond, t, noise, guidance_scale):
+def paas_score(prior, prior_params, x, cond, uncond, t, noise, guidance_scale, camera=None):
   """PAAS: (1/n) Σ_i (D(x + σ n_i, σ) − x)/σ² for noise [n, B, h, w, C]; one UNet call on n·B views."""
   n, batch = noise.shape[0], x.shape[0]
   x = jax.lax.stop_gradient(x)
   sigma = schedule.per_sample(ve_sigma(schedule.gather(prior.alphas_cumprod, t)), x)
   z = (x[None] + sigma[None] * noise).reshape((n * batch,) + x.shape[1:])
   tile = lambda a: jnp.tile(a, (n,) + (1,) * (a.ndim - 1))
-  d = denoise(prior, prior_params, z, tile(t), tile(cond), tile(uncond), guidance_scale)
+  d = denoise(prior, prior_params, z, tile(t), tile(cond), tile(uncond), guidance_scale,
+              None if camera is None else tile(camera))
   d = d.reshape(noise.shape)
   return jnp.mean((d - x[None]) / jnp.square(sigma[None]), axis=0)
 
@@ -66,7 +67,7 @@ def sample_ticks(key, batch, config, num_train_timesteps):
   return jax.random.randint(key, (batch,), lo, hi, jnp.int32)
 
 
-def sjc(config, prior, prior_params, x, text, key, step):
+def sjc(config, prior, prior_params, x, text, key, step, camera=None):
   """SJC surrogate loss and aux {"t", "grad_norm"}; ∂loss/∂x = −score / B (or −σ·score / B)."""
   del step  # SJC samples σ uniformly over the whole run
   c = config.sjc
@@ -79,7 +80,7 @@ def sjc(config, prior, prior_params, x, text, key, step):
   k_t, k_n = jax.random.split(key)
   t = sample_ticks(k_t, x.shape[0], config, prior.num_train_timesteps)
   noise = jax.random.normal(k_n, (c.num_perturb,) + x.shape, jnp.float32)
-  score = paas_score(prior, prior_params, x, cond, uncond, t, noise, c.guidance_scale)
+  score = paas_score(prior, prior_params, x, cond, uncond, t, noise, c.guidance_scale, camera)
   g = -score
   if weighting == "sigma":
     g = g * schedule.per_sample(ve_sigma(schedule.gather(prior.alphas_cumprod, t)), x)

@@ -75,6 +75,28 @@ def look_at(position: jax.Array, target: jax.Array, up: jax.Array) -> jax.Array:
   return jnp.stack([right, true_up, backward], axis=-1)
 
 
+# What a camera-conditioned prior is told about each view (nerf.camera.conditioning), in this order.
+CONDITIONING = ("elevation", "apparent_size", "centre_u", "centre_v")
+
+
+def conditioning(cameras: Cameras, zoom: float = 1.0) -> jax.Array:
+  """[B, 4] camera inputs of a camera-conditioned prior (CONDITIONING): what fixes where the object is drawn.
+
+  The sampled elevation in degrees; the apparent size of a unit at the origin (focal over distance, the
+  focal in image widths) x 100; and where the origin projects, image coordinates in image widths from
+  the centre (u right, v up) x 100. The x100 puts the values where the UNet's sinusoidal embedding
+  (periods 2 pi to 2 pi 10^4) resolves them. `zoom` divides the focal first: a view through a focal
+  `zoom` times the prior's world stands for the world view it magnifies (configs/shapes.py's NERF_ZOOM).
+  """
+  focal = cameras.focal / (cameras.resolution * zoom)
+  distance = jnp.linalg.norm(cameras.position, axis=-1)
+  # The origin in camera coordinates: R^T (0 - position); the camera looks along -backward.
+  local = jnp.einsum("bij,bi->bj", cameras.rotation, -cameras.position)
+  depth = jnp.maximum(-local[:, 2], 1e-6)
+  return jnp.stack([cameras.elevation, 100.0 * focal / distance, 100.0 * focal * local[:, 0] / depth,
+                    100.0 * focal * local[:, 1] / depth], axis=-1)
+
+
 def view_label(elevation, azimuth, overhead_elevation: float = 60.0) -> jax.Array:
   """DreamFusion's view label (App. A): overhead above the threshold, else front/side/back by azimuth."""
   az = jnp.mod(jnp.asarray(azimuth, jnp.float32), 360.0)

@@ -65,6 +65,28 @@ def _resize(x, side):
   return jax.image.resize(x, (x.shape[0], side, side, x.shape[3]), method="bilinear")
 
 
+# diffusers' "text_time" addition (SDXL's micro-conditioning) initialises its embedding for 6 time ids and
+# reads its input width from projection_class_embeddings_input_dim: a camera-conditioned prior's UNet is
+# built for CAMERA_SLOTS ids, the camera's values fill the first of them and zero "text_embeds" the rest.
+CAMERA_SLOTS = 6
+
+
+def camera_conditions(unet, camera, dtype, name: str = ""):
+  """The UNet's added_cond_kwargs for camera inputs [B, k] (k <= CAMERA_SLOTS), or None for no camera.
+
+  A camera-conditioned UNet (addition_embed_type set) needs the camera, a text-only one refuses it.
+  """
+  conditioned = unet.addition_embed_type is not None
+  if (camera is None) == conditioned:
+    raise ValueError(f"prior {name!r} is " + ("camera-conditioned: it needs each view's camera"
+                     if conditioned else "text-only: it takes no camera"))
+  if camera is None:
+    return None
+  b, k = camera.shape
+  pad = jnp.zeros((b, (CAMERA_SLOTS - k) * unet.addition_time_embed_dim), dtype)
+  return {"text_embeds": pad, "time_ids": jnp.asarray(camera, dtype)}
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Prior:
   """Static half of a frozen diffusion prior; every method takes the params pytree explicitly."""
@@ -97,6 +119,11 @@ class Prior:
   @property
   def num_train_timesteps(self):
     return int(self.alphas_cumprod.shape[0])
+
+  @property
+  def camera_conditioned(self) -> bool:
+    """Whether the UNet takes each view's camera (nerf.camera.conditioning) besides the text."""
+    return self.unet.addition_embed_type is not None
 
   def tokenize(self, prompts):
     """Token ids [N, L] padded to the tokenizer's model_max_length (77 for CLIP), as the SD pipelines do."""
@@ -140,29 +167,35 @@ class Prior:
       rgb = jnp.transpose(out, (0, 2, 3, 1)).astype(jnp.float32) * 0.5 + 0.5
     return jnp.clip(rgb, 0.0, 1.0)
 
-  def predict_noise(self, params, x_t, t, emb):
-    """ε̂(x_t, t, emb) NHWC float32; x_t [B, h, w, C], t int [B], emb [B, L, D]. v-predictions → ε."""
+  def predict_noise(self, params, x_t, t, emb, camera=None):
+    """ε̂(x_t, t, emb) NHWC float32; x_t [B, h, w, C], t int [B], emb [B, L, D]. v-predictions → ε.
+
+    camera [B, 4] (nerf.camera.conditioning): required by a camera-conditioned UNet, refused otherwise.
+    """
+    added = camera_conditions(self.unet, camera, self.dtype, self.name)
     sample = jnp.transpose(x_t, (0, 3, 1, 2)).astype(self.dtype)
     t = jnp.asarray(t, jnp.int32)
-    out = self.unet.apply({"params": params["unet"]}, sample, t, emb.astype(self.dtype)).sample
+    out = self.unet.apply({"params": params["unet"]}, sample, t, emb.astype(self.dtype),
+                          added_cond_kwargs=added).sample
     out = jnp.transpose(out, (0, 2, 3, 1)).astype(jnp.float32)
     if self.prediction_type == "v_prediction":
       out = schedule.eps_from_v(x_t, out, schedule.gather(self.alphas_cumprod, t))
     return out
 
-  def guided_noise(self, params, x_t, t, cond, uncond, guidance_scale, uncond_weight=1.0):
+  def guided_noise(self, params, x_t, t, cond, uncond, guidance_scale, uncond_weight=1.0, camera=None):
     """Classifier-free guidance ε_u + ω(ε_c − ε_u) from ONE UNet call on the stacked [cond; uncond] batch.
 
     uncond_weight λ scales the first term: λ ε_u + ω(ε_c − ε_u) (1: the guided prediction).
 
     Everything is under stop_gradient: score distillation never differentiates the UNet (DreamFusion §3).
     """
-    x_t, cond, uncond = jax.lax.stop_gradient((x_t, cond, uncond))
+    x_t, cond, uncond, camera = jax.lax.stop_gradient((x_t, cond, uncond, camera))
     both = self.predict_noise(
         params,
         jnp.concatenate([x_t, x_t]),
         jnp.concatenate([t, t]),
         jnp.concatenate([cond, uncond]),
+        None if camera is None else jnp.concatenate([camera, camera]),
     )
     eps_c, eps_u = jnp.split(both, 2)
     return jax.lax.stop_gradient(uncond_weight * eps_u + guidance_scale * (eps_c - eps_u))

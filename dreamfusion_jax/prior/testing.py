@@ -45,12 +45,15 @@ class GaussianPrior:
   channels: int = 3
   kind: str = "pixel"
   image_size: int = 8
+  camera_conditioned: bool = False
 
   @property
   def num_train_timesteps(self):
     return int(self.alphas_cumprod.shape[0])
 
-  def predict_noise(self, params, x_t, t, emb):
+  def predict_noise(self, params, x_t, t, emb, camera=None):
+    if camera is not None:
+      raise ValueError("GaussianPrior is text-only: it takes no camera")
     del params
     ab = schedule.per_sample(schedule.gather(self.alphas_cumprod, t), x_t)
     mu = schedule.per_sample(jnp.mean(emb, axis=(1, 2)), x_t)

@@ -42,6 +42,7 @@ from dreamfusion_jax import config_check
 from dreamfusion_jax import config_files
 from dreamfusion_jax.distill import sds as sds_lib
 from dreamfusion_jax.distill import surrogate
+from dreamfusion_jax.nerf import camera as camera_lib
 from dreamfusion_jax.nerf import field as field_lib
 from dreamfusion_jax.nerf import shading
 from dreamfusion_jax.prior import errors
@@ -78,16 +79,17 @@ def regions(covered: np.ndarray) -> dict:
 
 def expected_descent(prior, prior_params, x, cond, uncond, guidance_scale: float, t_lo: float, t_hi: float,
                      key, draws: int, weighting: str = "sigma2", threshold: str = "none",
-                     denoise_weight: float = 1.0) -> jax.Array:
+                     denoise_weight: float = 1.0, camera=None) -> jax.Array:
   """-E[g] for the SDS step's own g = w(t)(eps_hat - eps) (distill.sds.sds_gradient), over `draws` draws
   of (t, eps) per view drawn as the step draws them (t ~ U{floor(t_lo T) .. floor(t_hi T)}).
 
-  x [V, h, w, C] in model space; cond / uncond [V, L, D]. Returns [V, h, w, C].
+  x [V, h, w, C] in model space; cond / uncond [V, L, D]; camera [V, 4] for a camera-conditioned
+  prior (nerf.camera.conditioning). Returns [V, h, w, C].
   """
   if draws < 1 or not 0.0 <= t_lo <= t_hi <= 1.0:
     raise ValueError(f"need draws >= 1 and 0 <= t_lo <= t_hi <= 1, got {draws}, {t_lo}, {t_hi}")
   run = _descent_fn(prior, float(guidance_scale), int(draws), weighting, threshold, float(denoise_weight))
-  return run(prior_params, x, cond, uncond, jnp.float32(t_lo), jnp.float32(t_hi), key)
+  return run(prior_params, x, cond, uncond, jnp.float32(t_lo), jnp.float32(t_hi), key, camera)
 
 
 @functools.lru_cache(maxsize=8)
@@ -96,12 +98,13 @@ def _descent_fn(prior, guidance_scale: float, draws: int, weighting: str, thresh
   """expected_descent's jitted body, one compilation per prior and setting (not per prompt)."""
 
   @jax.jit
-  def run(prior_params, x, cond, uncond, t_lo, t_hi, key):
+  def run(prior_params, x, cond, uncond, t_lo, t_hi, key, camera):
     rep = lambda a: jnp.repeat(a, draws, axis=0)  # view-major: view i's draws at i * draws ...
     xs = rep(x)
     t, eps = surrogate.draw_t_and_noise(key, xs, t_lo, t_hi, prior.num_train_timesteps)
     g = sds_lib.sds_gradient(prior, prior_params, xs, rep(cond), rep(uncond), t, eps, guidance_scale,
-                             weighting, threshold, denoise_weight=denoise_weight)
+                             weighting, threshold, denoise_weight=denoise_weight,
+                             camera=None if camera is None else rep(camera))
     return -jnp.mean(g.reshape((x.shape[0], draws) + x.shape[1:]), axis=1)
 
   return run
@@ -183,7 +186,9 @@ def measure_by_scale(config, prior, prior_params, prompt: str, num_views: int, d
   x = prior.encode_image(prior_params, rgb)
   descent = expected_descent(prior, prior_params, x, cond, uncond, float(c.guidance_scale),
                              float(c.t_min), float(c.t_max), jax.random.fold_in(key, 1), draws, c.weighting,
-                             c.threshold, float(c.denoise_weight))
+                             c.threshold, float(c.denoise_weight),
+                             camera_lib.conditioning(cams, config.prior.camera_zoom)
+                             if prior.camera_conditioned else None)
   descent = np.asarray(descent)
   object_x, background_x = 2.0 * object_rgb - 1.0, 2.0 * np.asarray(backgrounds) - 1.0
   return (pressures(descent, covered, object_x, background_x),

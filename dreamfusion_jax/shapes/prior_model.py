@@ -20,6 +20,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dreamfusion_jax.prior import stable_diffusion
+
 RESOLUTION = 32  # image side of the prior
 NUM_TRAIN_TIMESTEPS = 1000
 BETA_START, BETA_END = 1e-4, 0.02  # DDPM's linear schedule (Ho et al. 2020), made for 32x32 pixels
@@ -41,6 +43,10 @@ class PriorSpec:
   channels: tuple[int, ...] = (32, 64, 128)  # UNet block widths at 32, 16, 8 pixels
   layers_per_block: int = 1
   unet_heads: int = 4
+  # 0: text only (the shipped prior). > 0: the UNet also takes the camera (nerf.camera.conditioning),
+  # each value sinusoidally embedded in this many channels and added to the timestep embedding
+  # (diffusers' "text_time" addition, SDXL's micro-conditioning).
+  camera_dim: int = 0
 
 
 def text_config(spec: PriorSpec):
@@ -63,7 +69,28 @@ def unet_kwargs(spec: PriorSpec) -> dict[str, Any]:
       up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
       block_out_channels=tuple(spec.channels), layers_per_block=spec.layers_per_block,
       attention_head_dim=spec.unet_heads,  # Flax UNets read this as the number of heads
-      cross_attention_dim=spec.text_width, use_linear_projection=True)
+      cross_attention_dim=spec.text_width, use_linear_projection=True, **camera_kwargs(spec.camera_dim))
+
+
+def camera_kwargs(camera_dim: int) -> dict[str, Any]:
+  """The UNet constructor's arguments for a camera input (stable_diffusion.camera_conditions)."""
+  if not camera_dim:
+    return {}
+  return dict(addition_embed_type="text_time", addition_time_embed_dim=camera_dim,
+              projection_class_embeddings_input_dim=stable_diffusion.CAMERA_SLOTS * camera_dim)
+
+
+def add_camera_input(key: jax.Array, spec: PriorSpec, unet_params) -> dict[str, Any]:
+  """Text-only UNet params with a camera input added that starts at zero: the same predictions at first.
+
+  The new embedding's first layer is freshly initialised and its last is zero, so its output (added to
+  the timestep embedding) is 0 until training moves it, while its gradient is not.
+  """
+  import diffusers  # pylint: disable=g-import-not-at-top
+  fresh = diffusers.FlaxUNet2DConditionModel(**unet_kwargs(spec)).init_weights(key)
+  add = flax.core.unfreeze(fresh["add_embedding"])
+  add["linear_2"] = jax.tree_util.tree_map(jnp.zeros_like, add["linear_2"])
+  return dict(unet_params, add_embedding=add)
 
 
 def build(spec: PriorSpec):
@@ -99,9 +126,15 @@ def encode_text(text, params, ids: jax.Array) -> jax.Array:
                            jnp.broadcast_to(jnp.arange(ids.shape[-1]), ids.shape)).last_hidden_state
 
 
-def predict_noise(unet, params, x: jax.Array, t: jax.Array, context: jax.Array) -> jax.Array:
-  """epsilon prediction for NHWC images x [B, H, W, 3] (the Flax UNet itself is NCHW)."""
-  out = unet.apply({"params": params}, jnp.transpose(x, (0, 3, 1, 2)), t, context).sample
+def predict_noise(unet, params, x: jax.Array, t: jax.Array, context: jax.Array,
+                  camera: jax.Array | None = None) -> jax.Array:
+  """epsilon prediction for NHWC images x [B, H, W, 3] (the Flax UNet itself is NCHW).
+
+  camera [B, 4] (nerf.camera.conditioning) is required by a camera-conditioned UNet, refused otherwise.
+  """
+  added = stable_diffusion.camera_conditions(unet, camera, jnp.float32)
+  out = unet.apply({"params": params}, jnp.transpose(x, (0, 3, 1, 2)), t, context,
+                   added_cond_kwargs=added).sample
   return jnp.transpose(out, (0, 2, 3, 1))
 
 

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from dreamfusion_jax.nerf import camera as camera_lib
 from dreamfusion_jax.prior import schedule
 from dreamfusion_jax.prior import stable_diffusion
 from dreamfusion_jax.shapes import captions
@@ -32,7 +33,7 @@ def ddim_timesteps(num_train_timesteps: int, num_steps: int) -> np.ndarray:
 
 
 @functools.partial(jax.jit, static_argnums=(0, 5))
-def _sample(prior, params, cond, uncond, key, num_steps, guidance_scale):
+def _sample(prior, params, cond, uncond, key, num_steps, guidance_scale, camera):
   ts = jnp.asarray(ddim_timesteps(prior.num_train_timesteps, num_steps))
   ab_table = jnp.asarray(prior.alphas_cumprod, jnp.float32)
   # The last step lands on alpha-bar = 1, i.e. returns the clean estimate.
@@ -42,7 +43,7 @@ def _sample(prior, params, cond, uncond, key, num_steps, guidance_scale):
 
   def body(i, x):
     t = jnp.full((n,), ts[i])
-    eps = prior.guided_noise(params, x, t, cond, uncond, guidance_scale)
+    eps = prior.guided_noise(params, x, t, cond, uncond, guidance_scale, camera=camera)
     ab = jnp.full((n,), ab_table[ts[i]])
     # Clip the clean estimate to the data range (the scheduler's clip_sample), then re-derive eps so
     # the DDIM update stays consistent with the clipped estimate.
@@ -53,12 +54,22 @@ def _sample(prior, params, cond, uncond, key, num_steps, guidance_scale):
   return jax.lax.fori_loop(0, num_steps, body, x)
 
 
+# The camera a camera-conditioned prior draws its samples through: the world's middle distance
+# (configs/shapes.py's 1.2-1.5) and focal (base.py's 0.7-1.35 image widths), 30 degrees up, aimed at the
+# object (nerf.camera.conditioning: elevation 30, apparent size 76, centre 0, 0).
+SAMPLE_CAMERA = dict(elevation=30.0, distance=1.35, focal_scale=1.025)
+
+
 def ddim_sample(prior, params, prompts, key, num_steps: int = 50, guidance_scale: float = 7.5,
                 negative_prompt: str = "") -> jax.Array:
-  """Images [N, s, s, 3] in [0, 1], one per prompt, by DDIM with classifier-free guidance."""
+  """Images [N, s, s, 3] in [0, 1], one per prompt, by DDIM with classifier-free guidance (through
+  SAMPLE_CAMERA for a camera-conditioned prior)."""
   emb = prior.encode_text(params, list(prompts) + [negative_prompt])
   cond, uncond = emb[:-1], jnp.broadcast_to(emb[-1:], emb[:-1].shape)
-  x = _sample(prior, params, cond, uncond, key, int(num_steps), jnp.float32(guidance_scale))
+  camera = None
+  if prior.camera_conditioned:
+    camera = camera_lib.conditioning(camera_lib.orbit(cond.shape[0], prior.sample_size, **SAMPLE_CAMERA))
+  x = _sample(prior, params, cond, uncond, key, int(num_steps), jnp.float32(guidance_scale), camera)
   return prior.decode(params, x)
 
 

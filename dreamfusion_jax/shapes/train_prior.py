@@ -112,11 +112,13 @@ def clock_cooldown_scale(elapsed_s: float, max_s: float, cooldown_s: float) -> f
 
 
 def diffusion_loss(params, text, unet, images, ids, key, alphas_cumprod,
-                   max_timestep: int = prior_model.NUM_TRAIN_TIMESTEPS):
+                   max_timestep: int = prior_model.NUM_TRAIN_TIMESTEPS, camera=None):
   """Min-SNR-weighted epsilon MSE at t uniform in [0, max_timestep); images [B, H, W, 3] in [0, 1].
 
   A max_timestep under NUM_TRAIN_TIMESTEPS spends a fine-tune on the ticks distillation queries
-  (configs/shapes.py's SDS settles at t <= 0.6, tick 600) instead of the near-pure-noise end.
+  (configs/shapes.py's SDS settles at t <= 0.6, tick 600) instead of the near-pure-noise end. camera
+  [B, 4]: the views' nerf.camera.conditioning, for a camera-conditioned UNet (also under the dropped
+  caption: guidance is over the text only).
   """
   t_key, noise_key = jax.random.split(key)
   b = images.shape[0]
@@ -125,17 +127,19 @@ def diffusion_loss(params, text, unet, images, ids, key, alphas_cumprod,
   ab = alphas_cumprod[t][:, None, None, None]
   x_t = jnp.sqrt(ab) * (2.0 * images - 1.0) + jnp.sqrt(1.0 - ab) * noise
   context = prior_model.encode_text(text, params["text"], ids)
-  eps = prior_model.predict_noise(unet, params["unet"], x_t, t, context)
+  eps = prior_model.predict_noise(unet, params["unet"], x_t, t, context, camera)
   snr = alphas_cumprod[t] / (1.0 - alphas_cumprod[t])
   weight = jnp.minimum(snr, MIN_SNR_GAMMA) / snr
   return jnp.mean(weight * jnp.mean((eps - noise)**2, axis=(1, 2, 3)))
 
 
 def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weights=None,
-                    max_timestep: int = prior_model.NUM_TRAIN_TIMESTEPS):
+                    max_timestep: int = prior_model.NUM_TRAIN_TIMESTEPS, camera_lr_scale: float = 1.0):
   """The jitted step: render a batch (world.sample_batch's shape_weights), one optimizer update, EMA update.
 
-  `lr_scale` multiplies the optimizer's scheduled learning rate (clock_cooldown_scale's cooldown).
+  `lr_scale` multiplies the optimizer's scheduled learning rate (clock_cooldown_scale's cooldown);
+  `camera_lr_scale` multiplies it further for the camera input's own layers (unet/add_embedding), which
+  a fine-tune adds at zero to a network that has already learned.
   """
   alphas_cumprod = jnp.asarray(prior_model.alphas_cumprod())
 
@@ -145,11 +149,15 @@ def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weight
     batch = world.sample_batch(data_key, batch_size, config, prior_model.RESOLUTION,
                                shape_weights=shape_weights)
     ids = token_table[batch.captions]
+    camera = batch.camera if unet.addition_embed_type is not None else None
     loss, grads = jax.value_and_grad(diffusion_loss)(
-        state.params, text, unet, batch.images, ids, loss_key, alphas_cumprod, max_timestep)
+        state.params, text, unet, batch.images, ids, loss_key, alphas_cumprod, max_timestep, camera)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     # adamw's update is -lr (adam + weight decay * params): scaling it scales the learning rate.
     updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
+    if "add_embedding" in updates["unet"]:
+      updates["unet"] = dict(updates["unet"], add_embedding=jax.tree_util.tree_map(
+          lambda u: camera_lr_scale * u, updates["unet"]["add_embedding"]))
     params = optax.apply_updates(state.params, updates)
     # EMA warm-up: early on the average follows the weights closely, then settles at EMA_DECAY.
     decay = jnp.minimum(EMA_DECAY, (1.0 + state.step) / (10.0 + state.step))
@@ -249,9 +257,14 @@ def warm_start_from_weights(weights_dir: str, workdir: str, spec_overrides: dict
                             "train_prior exported (e.g. dreamfusion_jax/shapes/weights)")
   with open(info_path) as f:
     info = json.load(f)
-  if info.get("spec") != json.loads(json.dumps(spec_overrides)):  # tuples as the json's lists
+  theirs, ours = dict(info.get("spec") or {}), json.loads(json.dumps(spec_overrides))  # tuples as lists
+  add_camera = ours.get("camera_dim", 0) and not theirs.get("camera_dim", 0)
+  if add_camera:  # a text-only prior continued with a camera input (prior_model.add_camera_input)
+    theirs["camera_dim"] = ours["camera_dim"]
+  if {k: v for k, v in theirs.items() if v} != {k: v for k, v in ours.items() if v}:
     raise ValueError(f"--init-from-weights: the weights' spec {info.get('spec')} differs from this "
-                     f"run's {spec_overrides}; pass the weights' --channels/--text-width/--text-layers")
+                     f"run's {spec_overrides}; pass the weights' --channels/--text-width/--text-layers"
+                     "/--camera-dim")
   target = _paths(workdir)["tokenizer"]
   os.makedirs(target, exist_ok=True)
   source = os.path.join(weights_dir, "tokenizer")
@@ -261,12 +274,16 @@ def warm_start_from_weights(weights_dir: str, workdir: str, spec_overrides: dict
                                           require_vae=False)
   params = {"text": flax.core.unfreeze(loaded["text_encoder"]),
             "unet": flax.core.unfreeze(loaded["unet"])}
+  if add_camera:
+    spec = prior_model.PriorSpec(**spec_overrides)
+    params["unet"] = prior_model.add_camera_input(jax.random.PRNGKey(0), spec, params["unet"])
   return jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params), lineage(info, weights_dir)
 
 
 # What a warm start keeps of the weights' training.json: how they were trained, not how they were saved.
 LINEAGE_FIELDS = ("step", "wall_seconds", "loss", "batch", "lr", "seed", "hardware", "camera_phases",
-                  "cooldown", "shape_weights", "timestep_phases", "warm_start", "average")
+                  "cooldown", "shape_weights", "timestep_phases", "camera_lr_phases", "warm_start",
+                  "average")
 
 
 def lineage(info: dict, weights_dir: str) -> dict:
@@ -307,6 +324,18 @@ def record_max_timestep(meta: dict, max_timestep: int, step: int) -> dict:
   return dict(meta, timestep_phases=phases) if phases else meta
 
 
+def record_camera_lr_scale(meta: dict, scale: float, step: int) -> dict:
+  """meta with the camera layers' learning-rate multiple (--camera-lr-scale) from `step` on, as
+  record_max_timestep records the ticks: meta["camera_lr_phases"] lists {from_step, camera_lr_scale}
+  each time it changes; no phases means 1 throughout."""
+  phases = [] if step == 0 else list(meta.get("camera_lr_phases", []))
+  current = phases[-1]["camera_lr_scale"] if phases else 1.0
+  if scale != current:
+    phases.append({"from_step": step, "camera_lr_scale": scale})
+  meta = {k: v for k, v in meta.items() if k != "camera_lr_phases"}
+  return dict(meta, camera_lr_phases=phases) if phases else meta
+
+
 def describe_cameras(meta: dict) -> str:
   """Which camera distribution the renders came from, phase by phase, for training.json."""
   phases = list(meta.get("camera_phases", []))
@@ -329,6 +358,8 @@ def describe_shapes(meta: dict) -> str:
 def train(args) -> None:
   spec_overrides = dict(channels=tuple(args.channels), text_width=args.text_width,
                         text_layers=args.text_layers)
+  if args.camera_dim:  # absent, not 0, for a text-only prior: its training.json stays as it was
+    spec_overrides["camera_dim"] = args.camera_dim
   shape_weights = tuple(args.shape_weights)
   paths = _paths(args.workdir)
   warm = None
@@ -359,6 +390,7 @@ def train(args) -> None:
     print(f"resumed from step {int(state.step)}")
   meta.update(spec=spec_overrides, batch=args.batch, seed=args.seed, lr=args.lr, hardware=hardware(),
               target_steps=args.steps, shape_weights=list(shape_weights))
+  meta = record_camera_lr_scale(meta, args.camera_lr_scale, int(state.step))
   meta = record_max_timestep(meta, args.max_timestep, int(state.step))
   meta = record_cameras(meta, args.cameras, int(state.step))
   meta.pop("cooldown", None)  # a resumed run records this session's schedule, not an earlier one's
@@ -368,7 +400,8 @@ def train(args) -> None:
   if args.cooldown_minutes:
     meta["cooldown"] = {"last_minutes": args.cooldown_minutes, "of_minutes": args.max_minutes,
                         "kind": "cosine by wall clock", "final_lr": COOLDOWN_FLOOR * args.lr}
-  step_fn = make_train_step(text, unet, optimizer, config, args.batch, shape_weights, args.max_timestep)
+  step_fn = make_train_step(text, unet, optimizer, config, args.batch, shape_weights, args.max_timestep,
+                            args.camera_lr_scale)
   root_key = jax.random.PRNGKey(args.seed + 1)
   print(f"text encoder {prior_model.num_params(params['text']):,} params, "
         f"unet {prior_model.num_params(params['unet']):,} params", flush=True)
@@ -418,6 +451,12 @@ def main() -> None:
   parser.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128], help="UNet widths")
   parser.add_argument("--text-width", type=int, default=256, help="CLIP width = cross-attention dim")
   parser.add_argument("--text-layers", type=int, default=2)
+  parser.add_argument("--camera-dim", type=int, default=0,
+                      help="> 0: a camera-conditioned UNet (nerf.camera.conditioning, each value embedded "
+                           "in this many channels); with --init-from-weights of a text-only prior, the "
+                           "camera input is added at zero")
+  parser.add_argument("--camera-lr-scale", type=float, default=1.0,
+                      help="the camera input's layers learn at this multiple of the learning rate")
   parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
   parser.add_argument("--max-minutes", type=float, default=0.0,
                       help="stop (checkpoint and export) after this long in this session; 0: no limit")

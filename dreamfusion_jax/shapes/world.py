@@ -225,6 +225,7 @@ class Batch:
   captions: jax.Array  # [B] int32 index into captions.caption_table()
   scenes: Scenes
   view: jax.Array  # [B] int32 index into nerf.camera.VIEW_NAMES
+  camera: jax.Array  # [B, 4] nerf.camera.conditioning of each view (a camera-conditioned prior's input)
 
 
 def shape_counts(batch_size: int, shape_weights: Optional[tuple[int, ...]] = None) -> tuple[int, ...]:
@@ -265,4 +266,4 @@ def sample_batch(key: jax.Array, batch_size: int, config, resolution: int,
                            config.shading.ambient, config.shading.diffuse, supersample)
   images = jnp.concatenate([image for image, _ in rendered])
   return Batch(images=images, captions=sample_captions(caption_key, scenes, cameras.view),
-               scenes=scenes, view=cameras.view)
+               scenes=scenes, view=cameras.view, camera=camera_lib.conditioning(cameras))
