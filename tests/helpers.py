@@ -1,6 +1,16 @@
 """Small helpers shared by the tests."""
 
+import os
+
+import jax
+
 from dreamfusion_jax import config_files
+from dreamfusion_jax.shapes import captions
+from dreamfusion_jax.shapes import prior_model
+from dreamfusion_jax.shapes import tokenizer as tokenizer_lib
+
+# A shapes prior small enough to build in a second: one text layer, two UNet levels of 32 channels.
+TINY_PRIOR = dict(text_width=32, text_layers=1, text_heads=2, channels=(32, 32), unet_heads=2)
 
 
 def override(config, **overrides):
@@ -17,3 +27,18 @@ def override(config, **overrides):
 def loaded_config(section: str, **fields):
   """configs/base.py as the training step loads it, with `fields` of one section set (sds, sjc, ...)."""
   return override(config_files.load(), **{f"{section}__{k}": v for k, v in fields.items()})
+
+
+def tiny_prior(tok_dir: str, seed: int = 0, **spec_fields):
+  """A tiny random shapes prior on the caption tokenizer at tok_dir (saved there first if missing).
+
+  spec_fields override TINY_PRIOR's. Returns (tokenizer, spec, text encoder, UNet, params).
+  """
+  if os.path.exists(tok_dir):
+    tok = tokenizer_lib.load_tokenizer(tok_dir)
+  else:
+    tok = tokenizer_lib.save_tokenizer(tok_dir, captions.caption_table())
+  spec = prior_model.PriorSpec(vocab_size=len(tok), **{**TINY_PRIOR, **spec_fields})
+  text, unet = prior_model.build(spec)
+  params = prior_model.init_params(jax.random.PRNGKey(seed), spec, text, unet)
+  return tok, spec, text, unet, params

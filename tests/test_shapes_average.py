@@ -11,19 +11,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import helpers  # pylint: disable=g-bad-import-order
+
 from dreamfusion_jax.prior import stable_diffusion
 from dreamfusion_jax.shapes import average_priors
 from dreamfusion_jax.shapes import captions
 from dreamfusion_jax.shapes import prior_model
 from dreamfusion_jax.shapes import tokenizer as tokenizer_lib
 
-TINY = dict(text_width=32, text_layers=1, text_heads=2, channels=(32, 32), unet_heads=2)
-
 
 def _export(root, name, seed, tok_dir, info):
-  spec = prior_model.PriorSpec(vocab_size=len(tokenizer_lib.load_tokenizer(tok_dir)), **TINY)
-  text, unet = prior_model.build(spec)
-  params = prior_model.init_params(jax.random.PRNGKey(seed), spec, text, unet)
+  _, spec, _, _, params = helpers.tiny_prior(tok_dir, seed)
   out = str(root / name)
   prior_model.save_diffusers(out, spec, params, tok_dir, info, dtype=jnp.float16)
   return out

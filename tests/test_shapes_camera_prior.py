@@ -9,6 +9,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import helpers  # pylint: disable=g-bad-import-order
+
 from configs import shapes as shapes_config
 from dreamfusion_jax.distill import sds as sds_lib
 from dreamfusion_jax.nerf import camera as camera_lib
@@ -18,9 +20,6 @@ from dreamfusion_jax.shapes import prior_model
 from dreamfusion_jax.shapes import tokenizer as tokenizer_lib
 from dreamfusion_jax.shapes import train_prior
 
-# 64 channels: with 32 (diffusers' 32 norm groups of one channel each) every GroupNorm after the
-# timestep embedding is added removes it again, so neither t nor the camera would change the output.
-TINY = dict(text_width=32, text_layers=1, text_heads=2, channels=(64, 64), unet_heads=2)
 CAMERA_DIM = 8
 
 
@@ -56,10 +55,9 @@ def tiny(tmp_path_factory):
   that camera prior saved and loaded back by the project's loader."""
   root = tmp_path_factory.mktemp("camera_prior")
   tok_dir = str(root / "tok")
-  tok = tokenizer_lib.save_tokenizer(tok_dir, captions.caption_table())
-  spec = prior_model.PriorSpec(vocab_size=len(tok), **TINY)
-  text, unet = prior_model.build(spec)
-  params = prior_model.init_params(jax.random.PRNGKey(0), spec, text, unet)
+  # 64 channels: with 32 (diffusers' 32 norm groups of one channel each) every GroupNorm after the
+  # timestep embedding is added removes it again, so neither t nor the camera would change the output.
+  tok, spec, text, unet, params = helpers.tiny_prior(tok_dir, channels=(64, 64))
   cam_spec = spec.replace(camera_dim=CAMERA_DIM)
   _, cam_unet = prior_model.build(cam_spec)
   cam_unet_params = prior_model.add_camera_input(jax.random.PRNGKey(1), cam_spec, params["unet"])
@@ -149,11 +147,11 @@ def test_sds_hands_each_view_its_camera(tiny):
 
 def test_warm_start_adds_the_camera_input_to_text_only_weights(tiny, tmp_path):
   """--init-from-weights of a text-only prior with --camera-dim: the same params plus a zero camera layer."""
-  spec_overrides = dict(channels=TINY["channels"], text_width=TINY["text_width"],
-                        text_layers=TINY["text_layers"])
+  spec_overrides = dict(channels=tiny["spec"].channels, text_width=tiny["spec"].text_width,
+                        text_layers=tiny["spec"].text_layers)
   weights = str(tmp_path / "weights")
   prior_model.save_diffusers(weights, tiny["spec"], tiny["params"], tiny["tok_dir"],
-                             {"step": 3, "spec": dict(spec_overrides, channels=list(TINY["channels"]))},
+                             {"step": 3, "spec": dict(spec_overrides, channels=list(tiny["spec"].channels))},
                              dtype=jnp.float32)
   params, _ = train_prior.warm_start_from_weights(weights, str(tmp_path / "run"),
                                                   dict(spec_overrides, camera_dim=CAMERA_DIM))
@@ -167,7 +165,7 @@ def test_warm_start_adds_the_camera_input_to_text_only_weights(tiny, tmp_path):
   with pytest.raises(ValueError, match="camera-dim"):  # a camera prior is not continued as text-only
     cam_weights = str(tmp_path / "cam_weights")
     prior_model.save_diffusers(cam_weights, tiny["cam_spec"], tiny["cam_params"], tiny["tok_dir"],
-                               {"spec": dict(spec_overrides, channels=list(TINY["channels"]),
+                               {"spec": dict(spec_overrides, channels=list(tiny["spec"].channels),
                                              camera_dim=CAMERA_DIM)}, dtype=jnp.float32)
     train_prior.warm_start_from_weights(cam_weights, str(tmp_path / "run2"), spec_overrides)
 

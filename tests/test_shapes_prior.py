@@ -10,6 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+import helpers  # pylint: disable=g-bad-import-order
+
 from dreamfusion_jax.prior import stable_diffusion
 from dreamfusion_jax.shapes import captions
 from dreamfusion_jax.shapes import prior_model
@@ -17,18 +19,13 @@ from dreamfusion_jax.shapes import sample
 from dreamfusion_jax.shapes import tokenizer as tokenizer_lib
 from dreamfusion_jax.shapes import train_prior
 
-TINY = dict(text_width=32, text_layers=1, text_heads=2, channels=(32, 32), unet_heads=2)
-
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
   """A tiny prior trained for zero steps, saved with save_diffusers and loaded back by load_prior."""
   root = tmp_path_factory.mktemp("prior")
   tok_dir = str(root / "tok")
-  tok = tokenizer_lib.save_tokenizer(tok_dir, captions.caption_table())
-  spec = prior_model.PriorSpec(vocab_size=len(tok), **TINY)
-  text, unet = prior_model.build(spec)
-  params = prior_model.init_params(jax.random.PRNGKey(0), spec, text, unet)
+  tok, spec, text, unet, params = helpers.tiny_prior(tok_dir)
   out = str(root / "weights")
   prior_model.save_diffusers(out, spec, params, tok_dir, {"step": 0}, dtype=jnp.float32)
   prior, loaded = stable_diffusion.load_prior(out, "float32", local_files_only=True)
@@ -229,8 +226,8 @@ def test_timestep_range_is_recorded_with_the_step_it_changed_at():
 
 def test_warm_start_from_weights_restores_the_saved_params_tokenizer_and_lineage(tiny, tmp_path):
   """--init-from-weights: training continues from exactly the exported weights, with their tokenizer."""
-  spec_overrides = dict(channels=TINY["channels"], text_width=TINY["text_width"],
-                        text_layers=TINY["text_layers"])
+  spec_overrides = dict(channels=tiny["spec"].channels, text_width=tiny["spec"].text_width,
+                        text_layers=tiny["spec"].text_layers)
   earlier = {"step": 7, "loss": 0.5, "warm_start": {"step": 3}, "dtype": "float32",
              "spec": json.loads(json.dumps(spec_overrides)), "params": {"unet": 1}}
   weights = str(tmp_path / "weights")
