@@ -24,10 +24,11 @@ torus and the snowman fail in 3D, which one true view does not show). Each view'
 colour drawn as the config's training views draw theirs (nerf.background, nerf.background_saturation).
 
 --by-scale also splits each prompt's views into thirds by the object's apparent size in them (focal
-length over camera distance) and prints growth and fade per third. The prior is never told the camera,
-so at large t, where x_t hardly shows the object's size, it predicts the size averaged over the cameras
-it was trained through: views that show the object small are pushed to grow it, views that show it large
-to shrink it, and one 3D object cannot satisfy both. A camera-conditioned prior would close that spread.
+length over camera distance) and prints growth and fade per third. A text-only prior (the shipped one)
+is never told the camera, so at large t, where x_t hardly shows the object's size, it predicts the size
+averaged over the cameras it was trained through: views that show the object small are pushed to grow it,
+views that show it large to shrink it, and one 3D object cannot satisfy both. A camera-conditioned prior
+(train_prior --camera-dim) is handed each view's camera (prior.camera_zoom) and can close that spread.
 """
 
 import argparse
