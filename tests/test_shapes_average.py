@@ -15,9 +15,7 @@ import helpers  # pylint: disable=g-bad-import-order
 
 from dreamfusion_jax.prior import stable_diffusion
 from dreamfusion_jax.shapes import average_priors
-from dreamfusion_jax.shapes import captions
 from dreamfusion_jax.shapes import prior_model
-from dreamfusion_jax.shapes import tokenizer as tokenizer_lib
 
 
 def _export(root, name, seed, tok_dir, info):
@@ -31,7 +29,6 @@ def _export(root, name, seed, tok_dir, info):
 def priors(tmp_path_factory):
   root = tmp_path_factory.mktemp("average")
   tok_dir = str(root / "tok")
-  tokenizer_lib.save_tokenizer(tok_dir, captions.caption_table())
   first = _export(root, "first", 0, tok_dir, {"step": 100, "lr": 1e-3, "spec": {"channels": [32, 32]},
                                                "resolution": 32})
   second = _export(root, "second", 1, tok_dir, {"step": 50, "seed": 4, "warm_start": {"step": 100}})
