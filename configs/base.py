@@ -24,6 +24,7 @@ def get_config(arg=None):
 
   c.prior = p = ml_collections.ConfigDict()
   p.model = "stabilityai/stable-diffusion-2-1-base"  # local folder or hub id, diffusers layout
+  p.ensemble = ()  # more priors (folders / hub ids) whose noise predictions are averaged with model's
   p.dtype = "bfloat16"  # float32 | bfloat16: dtype of the frozen UNet/VAE/text-encoder params
   p.local_files_only = False  # never contact a hub, even for a hub id
   p.revision = None  # hub revision to load (e.g. "flax" or "bf16"); None: the default branch

@@ -105,6 +105,10 @@ def problems(config) -> list:
     out.append(f"config.export.formats has {bad_formats}: allowed are {', '.join(EXPORT_FORMATS)}.")
   if not str(config.prior.model).strip():
     out.append("config.prior.model is empty: give a local diffusers folder or a hub id.")
+  members = config.prior.ensemble
+  if not isinstance(members, (tuple, list)) or not all(isinstance(m, str) and m.strip() for m in members):
+    out.append(f"config.prior.ensemble = {members!r}: must be a tuple of local diffusers folders or hub "
+               "ids, e.g. ('runs/prior_b/export',), or () for config.prior.model alone.")
   if not 4 <= config.nerf.hash_log2_table_size <= 24:
     out.append(f"config.nerf.hash_log2_table_size = {config.nerf.hash_log2_table_size}: must be in "
                "[4, 24] (2^24 rows per level is already 128 MB of float32 features at 2 per row).")

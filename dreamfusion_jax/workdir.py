@@ -28,7 +28,8 @@ ADDED_FIELDS = {"nerf.random_background_prob": 0.0, "nerf.background_saturation"
                 "reg.coverage": 0.0, "reg.coverage_max": 0.6,
                 "reg.entropy": 0.0, "reg.entropy_start": 0, "reg.entropy_ramp_steps": 0,
                 "reg.distortion": 0.0, "reg.distortion_start": 0, "reg.distortion_ramp_steps": 0,
-                "sds.num_samples": 1, "optim.ema_decay": 0.0, "sds.denoise_weight": 1.0}
+                "sds.num_samples": 1, "optim.ema_decay": 0.0, "sds.denoise_weight": 1.0,
+                "prior.ensemble": []}
 
 # Fields that fix parameter shapes or what the run means. A prefix ("nerf") covers its whole section.
 # Everything else (num_steps, log.*, optim learning rates, ...) may change when a run is resumed.
@@ -38,6 +39,7 @@ FROZEN_KEYS = (
     "distill",
     "nerf",
     "prior.model",
+    "prior.ensemble",
     "prior.latent_render",
     "optim.optimizer",  # the optimizer state's structure
     "optim.ema_decay",  # whether the state holds a moving average, and what the exports are
@@ -280,6 +282,15 @@ def _same_prior(a: Any, b: Any) -> bool:
   return digest is not None and digest == prior_digest(b)
 
 
+def _same_priors(name: str, a: Any, b: Any) -> bool:
+  """Whether prior.model (one prior) or prior.ensemble (a list of them) name the same files."""
+  if name == "prior.model":
+    return _same_prior(a, b)
+  if name == "prior.ensemble" and isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
+    return all(x == y or _same_prior(x, y) for x, y in zip(a, b))
+  return False
+
+
 def config_differences(old: dict, new: dict, keys: Optional[Sequence[str]] = FROZEN_KEYS,
                        exclude: Sequence[str] = ()) -> list:
   """[(field, old, new)] for every field under `keys` (None: every field) and not under `exclude` whose
@@ -287,7 +298,8 @@ def config_differences(old: dict, new: dict, keys: Optional[Sequence[str]] = FRO
 
   A field of ADDED_FIELDS missing from a config (one saved before it existed) reads as its old behaviour.
   prior.model given as two local folders with the same prior files (prior_digest) is the same prior: a
-  run folder moved with a re-cloned repo, or trained on a copy of the weights, still compares equal.
+  run folder moved with a re-cloned repo, or trained on a copy of the weights, still compares equal
+  (prior.ensemble's folders the same, one by one).
   """
   old_flat, new_flat = dict(ADDED_FIELDS, **_flatten(old)), dict(ADDED_FIELDS, **_flatten(new))
   missing = "<absent>"
@@ -296,7 +308,7 @@ def config_differences(old: dict, new: dict, keys: Optional[Sequence[str]] = FRO
     if (keys is not None and not _under(name, keys)) or _under(name, exclude):
       continue
     a, b = old_flat.get(name, missing), new_flat.get(name, missing)
-    if a != b and not (name == "prior.model" and _same_prior(a, b)):
+    if a != b and not _same_priors(name, a, b):
       diffs.append((name, a, b))
   return diffs
 

@@ -68,6 +68,7 @@ def test_configs_are_locked():
      "config.nerf.coarse_to_fine_steps = 100 works through IPE's damping"),
     ({"nerf__coarse_to_fine_start": -1.0}, "config.nerf.coarse_to_fine_start = -1.0: must be >= 0"),
     ({"prior__camera_zoom": 0.0}, "config.prior.camera_zoom = 0.0: must be > 0"),
+    ({"prior__ensemble": ("runs/b", " ")}, "config.prior.ensemble = ('runs/b', ' '): must be a tuple of"),
     ({"optim__ema_decay": 1.0}, "config.optim.ema_decay = 1.0: must be in [0, 1)"),
     ({"sds__denoise_weight": 1.5}, "config.sds.denoise_weight = 1.5: must be in [0, 1]"),
     ({"sds__denoise_weight": 0.5, "sds__threshold": "static"},

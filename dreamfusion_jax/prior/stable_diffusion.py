@@ -28,6 +28,8 @@ from diffusers import FlaxAutoencoderKL, FlaxUNet2DConditionModel  # noqa: E402
 from transformers import CLIPTokenizer, FlaxCLIPTextModel  # noqa: E402
 
 from dreamfusion_jax.prior import checkpoint  # noqa: E402
+from dreamfusion_jax.prior import ensemble  # noqa: E402
+from dreamfusion_jax.prior import guidance  # noqa: E402
 from dreamfusion_jax.prior import schedule  # noqa: E402
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -183,22 +185,9 @@ class Prior:
     return out
 
   def guided_noise(self, params, x_t, t, cond, uncond, guidance_scale, uncond_weight=1.0, camera=None):
-    """Classifier-free guidance ε_u + ω(ε_c − ε_u) from ONE UNet call on the stacked [cond; uncond] batch.
-
-    uncond_weight λ scales the first term: λ ε_u + ω(ε_c − ε_u) (1: the guided prediction).
-
-    Everything is under stop_gradient: score distillation never differentiates the UNet (DreamFusion §3).
-    """
-    x_t, cond, uncond, camera = jax.lax.stop_gradient((x_t, cond, uncond, camera))
-    both = self.predict_noise(
-        params,
-        jnp.concatenate([x_t, x_t]),
-        jnp.concatenate([t, t]),
-        jnp.concatenate([cond, uncond]),
-        None if camera is None else jnp.concatenate([camera, camera]),
-    )
-    eps_c, eps_u = jnp.split(both, 2)
-    return jax.lax.stop_gradient(uncond_weight * eps_u + guidance_scale * (eps_c - eps_u))
+    """Classifier-free guidance λ ε_u + ω(ε_c − ε_u) from ONE UNet call (guidance.guided_noise)."""
+    return guidance.guided_noise(self.predict_noise, params, x_t, t, cond, uncond, guidance_scale,
+                                 uncond_weight, camera)
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -259,9 +248,24 @@ def load_prior(
     PriorNotFoundError: before any weights are read, naming every missing component, where it looked
       and how to get it.
   """
-  dtype = resolve_dtype(dtype)
+  resolve_dtype(dtype)  # a bad dtype is refused before the folder is looked at
+  found = locate_prior(model, local_files_only, from_pt, require_vae, revision)
+  return load_found(found, model, dtype)
+
+
+def locate_prior(model, local_files_only=False, from_pt=False, require_vae=None, revision=None) -> dict:
+  """The component files of a prior (load_prior's arguments), checked complete; reads no weights.
+
+  Raises:
+    PriorNotFoundError: naming every missing component, where it looked and how to get it.
+  """
   folder = checkpoint.resolve_folder(model, local_files_only, from_pt, revision)
-  found = checkpoint.check_folder(folder, model, from_pt, require_vae)
+  return checkpoint.check_folder(folder, model, from_pt, require_vae)
+
+
+def load_found(found, model, dtype="float32"):
+  """(Prior, params) from locate_prior's components; `model` names it in logs and errors."""
+  dtype = resolve_dtype(dtype)
   unet, unet_params = checkpoint.load_diffusers_model(FlaxUNet2DConditionModel, found["unet"], dtype)
   vae, vae_params = None, None
   if "vae" in found:
@@ -277,12 +281,21 @@ def load_prior(
 
 
 def load_from_config(config):
-  """load_prior with the fields of `config.prior` (configs/base.py)."""
+  """load_prior with the fields of `config.prior` (configs/base.py): one prior, or with `prior.ensemble`
+  set, a PriorEnsemble of prior.model and those (ensemble.py). Every folder is checked before any
+  weights are read."""
   p = config.prior
-  return load_prior(
-      p.model,
-      dtype=p.dtype,
-      local_files_only=p.local_files_only,
-      from_pt=p.from_pt,
-      revision=p.get("revision", None),
-  )
+  resolve_dtype(p.dtype)
+  options = dict(local_files_only=p.local_files_only, from_pt=p.from_pt, revision=p.get("revision", None))
+  models = [(p.model, "config.prior.model")]
+  models += [(m, f"config.prior.ensemble[{i}]") for i, m in enumerate(p.get("ensemble", ()))]
+  found = []
+  for model, field in models:
+    try:
+      found.append(locate_prior(model, **options))
+    except PriorNotFoundError as e:
+      raise PriorNotFoundError(f"{field}: {e}") from e
+  loaded = [load_found(f, model, p.dtype) for f, (model, _) in zip(found, models)]
+  if len(loaded) == 1:
+    return loaded[0]
+  return ensemble.combine(loaded)
