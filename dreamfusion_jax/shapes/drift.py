@@ -127,7 +127,9 @@ def drift(config, prior, prior_params, scene, params, every: int, score, progres
 def main() -> None:
   parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
   parser.add_argument("--config", default="configs/shapes.py", help="the run config whose step is measured")
-  parser.add_argument("--weights", default=None, help="diffusers-layout pixel prior (default: the config's)")
+  parser.add_argument("--weights", default=None,
+                      help="diffusers-layout pixel prior in place of the config's prior.model (the config's "
+                      "prior.ensemble stays: --set 'prior.ensemble=()' for this prior alone)")
   parser.add_argument("--prompts", default=None,
                       help="comma-separated world captions (default: the benchmark's 12)")
   parser.add_argument("--fit-steps", type=int, default=250,
