@@ -42,3 +42,12 @@ def tiny_prior(tok_dir: str, seed: int = 0, **spec_fields):
   text, unet = prior_model.build(spec)
   params = prior_model.init_params(jax.random.PRNGKey(seed), spec, text, unet)
   return tok, spec, text, unet, params
+
+
+def learned_camera_layer(unet_params, seed: int):
+  """UNet params of a camera-conditioned prior with a standard-normal last camera layer: one that has
+  learned something, so the camera changes the predictions (add_camera_input starts it at zero)."""
+  leaves, tree = jax.tree_util.tree_flatten(unet_params["add_embedding"]["linear_2"])
+  keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
+  layer = jax.tree_util.tree_unflatten(tree, [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
+  return dict(unet_params, add_embedding=dict(unet_params["add_embedding"], linear_2=layer))

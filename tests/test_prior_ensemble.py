@@ -30,12 +30,7 @@ def _save(root, name, tok_dir, seed, camera_dim=0, channels=(32, 32)):
   if camera_dim:
     spec = spec.replace(camera_dim=camera_dim)
     unet = prior_model.add_camera_input(jax.random.PRNGKey(seed + 10), spec, params["unet"])
-    # A last camera layer that has learned something (add_camera_input starts it at zero).
-    leaves, tree = jax.tree_util.tree_flatten(unet["add_embedding"]["linear_2"])
-    keys = jax.random.split(jax.random.PRNGKey(seed + 20), len(leaves))
-    unet["add_embedding"] = dict(unet["add_embedding"], linear_2=jax.tree_util.tree_unflatten(
-        tree, [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)]))
-    params = dict(params, unet=unet)
+    params = dict(params, unet=helpers.learned_camera_layer(unet, seed=seed + 20))
   out = str(root / name)
   prior_model.save_diffusers(out, spec, params, tok_dir, {"step": 0}, dtype=jnp.float32)
   return out

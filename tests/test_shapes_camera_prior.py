@@ -72,12 +72,7 @@ def tiny(tmp_path_factory):
 def _learned(loaded):
   """The loaded camera prior's params with a standard-normal last camera layer: one that has learned
   something, so the camera changes the predictions."""
-  unet = dict(loaded["unet"])
-  leaves, treedef = jax.tree_util.tree_flatten(unet["add_embedding"]["linear_2"])
-  keys = jax.random.split(jax.random.PRNGKey(5), len(leaves))
-  layer = jax.tree_util.tree_unflatten(treedef, [jax.random.normal(k, l.shape) for k, l in zip(keys, leaves)])
-  unet["add_embedding"] = dict(unet["add_embedding"], linear_2=layer)
-  return dict(loaded, unet=unet)
+  return dict(loaded, unet=helpers.learned_camera_layer(loaded["unet"], seed=5))
 
 
 def _inputs(tiny, n=3):

@@ -18,8 +18,6 @@ first's}.
 """
 
 import dataclasses
-from typing import Any
-
 import jax.numpy as jnp
 import numpy as np
 
@@ -28,6 +26,15 @@ from dreamfusion_jax.prior import guidance
 
 def _member_params(params, i):
   return {k: v[i] for k, v in params.items() if k in ("unet", "text_encoder")}
+
+
+# What the step reads of one prior that every member must share (checked in __post_init__; the schedule
+# too, by value). The ensemble takes these, and the model space's encoding and decoding, from its first.
+SHARED = ("kind", "sample_size", "channels", "image_size")
+
+
+def _from_first(name: str) -> property:
+  return property(lambda self: getattr(self.members[0], name), doc=f"The first member's {name}.")
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -41,7 +48,7 @@ class PriorEnsemble:
       raise ValueError(f"an ensemble needs at least two priors, got {len(self.members)}")
     first = self.members[0]
     for i, m in enumerate(self.members[1:], 1):
-      for field in ("kind", "sample_size", "channels", "image_size"):
+      for field in SHARED:
         if getattr(m, field) != getattr(first, field):
           raise ValueError(f"prior ensemble: member {i} ({m.name}) has {field}={getattr(m, field)!r}, the "
                            f"first ({first.name}) {getattr(first, field)!r}; members must share it")
@@ -50,34 +57,16 @@ class PriorEnsemble:
         raise ValueError(f"prior ensemble: member {i} ({m.name}) has another noise schedule than the first "
                          f"({first.name}); the members' noise levels at one t must be the same")
 
-  # What the step reads of one prior, the same for every member (checked above).
-  @property
-  def kind(self) -> str:
-    return self.members[0].kind
-
-  @property
-  def sample_size(self) -> int:
-    return self.members[0].sample_size
-
-  @property
-  def channels(self) -> int:
-    return self.members[0].channels
-
-  @property
-  def image_size(self) -> int:
-    return self.members[0].image_size
-
-  @property
-  def alphas_cumprod(self) -> np.ndarray:
-    return self.members[0].alphas_cumprod
-
-  @property
-  def num_train_timesteps(self) -> int:
-    return self.members[0].num_train_timesteps
-
-  @property
-  def dtype(self) -> Any:
-    return self.members[0].dtype
+  kind = _from_first("kind")
+  sample_size = _from_first("sample_size")
+  channels = _from_first("channels")
+  image_size = _from_first("image_size")
+  alphas_cumprod = _from_first("alphas_cumprod")
+  num_train_timesteps = _from_first("num_train_timesteps")
+  dtype = _from_first("dtype")
+  encode_image = _from_first("encode_image")  # latent members share the first's VAE (module docstring)
+  latents_from_render = _from_first("latents_from_render")
+  decode = _from_first("decode")
 
   @property
   def name(self) -> str:
@@ -100,15 +89,6 @@ class PriorEnsemble:
     if len(lengths) != 1:
       raise ValueError(f"prior ensemble: the members' tokenizers pad to different lengths {sorted(lengths)}")
     return jnp.concatenate(embs, axis=-1)
-
-  def encode_image(self, params, rgb):
-    return self.members[0].encode_image(params, rgb)
-
-  def latents_from_render(self, x):
-    return self.members[0].latents_from_render(x)
-
-  def decode(self, params, x):
-    return self.members[0].decode(params, x)
 
   def predict_noise(self, params, x_t, t, emb, camera=None):
     """The members' mean ε̂; emb [B, L, Σ D_i] from encode_text, camera for the camera-conditioned ones."""
