@@ -19,9 +19,11 @@
 # time box cuts off is still useful: train_prior exports at its --max-minutes stop, and the benchmark's
 # finished runs are scored (a cut run is checkpointed, not scored). To ship the result, unpack the tarball
 # and copy export/ over dreamfusion_jax/shapes/weights (keep its judge/), then run the tests.
-# The benchmark scores the new prior alone (--config.prior.ensemble="()"), against the text-only rows of
-# README's table; configs/shapes.py ships an ensemble with dreamfusion_jax/shapes/camera_weights, so
-# score it that way too before shipping (BENCH_ARGS="--config.prior.ensemble=('DIR',)" overrides it).
+# The benchmark scores the new prior where it would ship: a text-only prior alone
+# (--config.prior.model=NEW --config.prior.ensemble="()", against the text-only rows of README's table),
+# a camera-conditioned one (PRIOR_CAMERA_DIM > 0) as the second member of configs/shapes.py's ensemble
+# beside the shipped text-only prior (--config.prior.ensemble="('NEW',)"). BENCH_REFERENCE=1 scores the
+# shipped configs/shapes.py in the same call, on the same GPU at the same time, as the reference.
 #
 # Variables (all optional):
 #   PYTHON         interpreter (default python3)
@@ -40,6 +42,8 @@
 #                  camera input added at zero; a camera-conditioned INIT needs its own value again
 #                  (default 0: text only)
 #   BENCH_MINUTES  wall-clock cap of the benchmark (default 3.5; 0 skips it)
+#   BENCH_REFERENCE  1: also score the shipped config (configs/shapes.py as it is) beside the new prior,
+#                  SHARDS more processes at the same time, into eval_reference (default 0)
 #   SHARDS         benchmark processes sharing the GPU (default 8, for 16 CPU cores: scoring runs on them)
 #   BENCH_ARGS     extra arguments for `python -m dreamfusion_jax.evaluate`, shell-quoted
 #                  (e.g. "--seeds 0 --prompts 'a red sphere'")
@@ -87,7 +91,7 @@ run_on_gpu() {
   install_wheels "$out" "$work"
 
   local export_dir="$work/export" t0=$SECONDS
-  rm -rf "$work/prior" "$export_dir" "$work/eval" "$work/warm"
+  rm -rf "$work/prior" "$export_dir" "$work/eval" "$work/eval_reference" "$work/warm"
   # The benchmark's processes would each compile the NeRF step first (167 s on the H200, 8 at once),
   # though it does not depend on the prior's weights or the prompt (both are its arguments): one
   # process compiles it here, on the CPU cores the training leaves idle, into the shared cache, and the
@@ -115,15 +119,24 @@ run_on_gpu() {
   benchmark "$out" "$work"
 }
 
+prior_flags() {  # sets PRIOR_FLAGS: the config overrides that put the prior $1 where it would ship
+  if (( ${PRIOR_CAMERA_DIM:-0} > 0 )); then
+    PRIOR_FLAGS=(--config.prior.model=dreamfusion_jax/shapes/weights "--config.prior.ensemble=('$1',)")
+  else
+    PRIOR_FLAGS=(--config.prior.model="$1" --config.prior.ensemble="()")
+  fi
+}
+
 warm_up() {  # one benchmark run on the prior $1, in $2/warm: fills the compilation cache, within $3 minutes
   local init=$1 work=$2 minutes=$3 t0=$SECONDS config_args=() arg bench_args=()
+  prior_flags "$init"  # the same structure (one prior or an ensemble) as the benchmark's: the same step
   eval "bench_args=(${BENCH_ARGS:-})"
   for arg in "${bench_args[@]}"; do  # the benchmark's config overrides change the step: take them along
     if [[ "$arg" == --config.* ]]; then config_args+=("$arg"); fi
   done
   XLA_PYTHON_CLIENT_MEM_FRACTION=0.08 timeout -s TERM "${minutes}m" "$PYTHON" -m dreamfusion_jax.evaluate \
     --config configs/shapes.py --workdir "$work/warm" --methods sds --seeds 0 --prompts "a red sphere" \
-    --retrieval_prompts default --config.prior.model="$init" --config.prior.ensemble="()" "${config_args[@]}" \
+    --retrieval_prompts default "${PRIOR_FLAGS[@]}" "${config_args[@]}" \
     > "$work/warm_up.log" 2>&1 &
   local pid=$!
   echo "$pid" > "$work/warm_up.pid"  # for run_on_gpu's exit trap (timeout passes its TERM on)
@@ -163,25 +176,32 @@ benchmark() {  # the SDS benchmark on $2/export, time-boxed; packs everything in
   local bench_minutes=${BENCH_MINUTES:-3.5} shards=${SHARDS:-8} t0
   if [[ "$bench_minutes" != 0 ]]; then
     t0=$SECONDS
-    local pids=() pid k bench_args=()
+    local pids=() pid k bench_args=() runs=(eval) run processes=$shards
     eval "bench_args=(${BENCH_ARGS:-})"  # so that a quoted prompt stays one argument
+    if [[ "${BENCH_REFERENCE:-0}" == 1 ]]; then runs+=(eval_reference); processes=$((2 * shards)); fi
     # Each process takes its share of the GPU's memory instead of 75% of it.
     local mem_fraction
-    mem_fraction=$(awk "BEGIN {print 0.9 / $shards}")
-    for ((k = 0; k < shards; k++)); do
-      XLA_PYTHON_CLIENT_MEM_FRACTION=$mem_fraction \
-      timeout -s TERM "${bench_minutes}m" "$PYTHON" -m dreamfusion_jax.evaluate --config configs/shapes.py \
-        --workdir "$work/eval" --methods sds --shard "$k/$shards" --config.prior.model="$export_dir" \
-        --config.prior.ensemble="()" "${bench_args[@]}" > "$work/eval_$k.log" 2>&1 &
-      pids+=($!)
+    mem_fraction=$(awk "BEGIN {print 0.9 / $processes}")
+    for run in "${runs[@]}"; do
+      if [[ "$run" == eval ]]; then prior_flags "$export_dir"; else PRIOR_FLAGS=(); fi
+      for ((k = 0; k < shards; k++)); do
+        XLA_PYTHON_CLIENT_MEM_FRACTION=$mem_fraction \
+        timeout -s TERM "${bench_minutes}m" "$PYTHON" -m dreamfusion_jax.evaluate --config configs/shapes.py \
+          --workdir "$work/$run" --methods sds --shard "$k/$shards" "${PRIOR_FLAGS[@]}" "${bench_args[@]}" \
+          > "$work/${run}_$k.log" 2>&1 &
+        pids+=($!)
+      done
     done
     for pid in "${pids[@]}"; do wait "$pid" || true; done
     echo "benchmark: $((SECONDS - t0)) s"
   fi
 
   { cat "$work/prior_summary.txt"
-    echo "finished runs:"; grep -h '^{"method' "$work"/eval_*.log 2>/dev/null || true
-    cat "$work"/eval/results*.md 2>/dev/null || echo "no results table (a shard was cut by the time box)"
+    for run in eval eval_reference; do
+      [[ -d "$work/$run" ]] || continue
+      echo "$run, finished runs:"; grep -h '^{"method' "$work/$run"_?.log 2>/dev/null || true
+      cat "$work/$run"/results*.md 2>/dev/null || echo "no results table (a shard was cut by the time box)"
+    done
   } > "$out/summary.txt"
   # Two archives, each under the 16 MB a device call returns per file: the prior (11 MB), and the
   # benchmark with its finished runs' scores and final NeRFs (~0.5 MB a run, TensorBoard logs left
@@ -189,7 +209,7 @@ benchmark() {  # the SDS benchmark on $2/export, time-boxed; packs everything in
   # folder that holds both).
   tar -czf "$out/prior.tar.gz" -C "$work" export train_prior.log $(cd "$work" && ls warm_up.log 2>/dev/null)
   tar -czf "$out/eval.tar.gz" -C "$work" --exclude=tensorboard \
-    $(cd "$work" && ls -d eval_*.log eval 2>/dev/null)
+    $(cd "$work" && ls -d eval_*.log eval eval_reference 2>/dev/null)
   cat "$out/summary.txt"
   ls -l "$out"
 }
