@@ -10,7 +10,9 @@
 #                                       $INIT for $PRIOR_MINUTES, exports it, runs the SDS benchmark on it for
 #                                       $BENCH_MINUTES, and writes OUT_DIR/prior.tar.gz (the exported prior and
 #                                       its training log), OUT_DIR/eval.tar.gz (the benchmark's results, views,
-#                                       run folders and logs) and OUT_DIR/summary.txt
+#                                       run folders and logs), with BENCH_REFERENCE=1 eval_reference.tar.gz
+#                                       (the same for the shipped config, less its NeRFs) and
+#                                       OUT_DIR/summary.txt
 #   launch/gpu_prior.sh bench OUT_DIR   there, after `run` on the same (still warm) machine: continues the
 #                                       benchmark on the prior `run` exported for $BENCH_MINUTES more (its
 #                                       finished runs are reused, a cut one resumes from its checkpoint)
@@ -209,7 +211,13 @@ benchmark() {  # the SDS benchmark on $2/export, time-boxed; packs everything in
   # folder that holds both).
   tar -czf "$out/prior.tar.gz" -C "$work" export train_prior.log $(cd "$work" && ls warm_up.log 2>/dev/null)
   tar -czf "$out/eval.tar.gz" -C "$work" --exclude=tensorboard \
-    $(cd "$work" && ls -d eval_*.log eval eval_reference 2>/dev/null)
+    $(cd "$work" && ls -d eval_?.log eval 2>/dev/null)
+  # The reference's scores and views without its NeRFs (the shipped config's, which any machine re-makes):
+  # both benchmarks' NeRFs in one archive (30 MB for 2 x 24 runs) would not come back.
+  if [[ -d "$work/eval_reference" ]]; then
+    tar -czf "$out/eval_reference.tar.gz" -C "$work" --exclude=tensorboard --exclude=checkpoints \
+      $(cd "$work" && ls -d eval_reference_?.log eval_reference)
+  fi
   cat "$out/summary.txt"
   ls -l "$out"
 }

@@ -1,0 +1,150 @@
+"""Milliseconds per training step of the embedded prior (shapes.train_prior), and what its parts take.
+
+Run:
+  python bench/prior_train_step.py                       # batch 24, the text-only prior's spec
+  python bench/prior_train_step.py --batch 96 --camera_dim 32   # launch/gpu_prior.sh's camera fine-tune
+  python bench/prior_train_step.py --parts render --unroll 8,64  # the world's tracer, two loop unrolls
+
+Three jitted programs, each compiled once, then timed warm (median over repeats):
+  render  world.sample_batch: a batch of fresh sphere-traced, captioned renders (the step's data);
+  grad    the diffusion loss and its gradient w.r.t. the prior's parameters on a fixed batch of images;
+  step    make_train_step's whole step: render, loss and gradient, AdamW, EMA (the state donated).
+Each line gives the compile time, XLA's FLOP count and the rate it ran at; the last line the parts'
+shares of the step, so a step far slower than its parts (or a rate far below the chip's) shows where
+the time goes. Weights are random (they cost what trained ones cost). XLA's cost analysis counts a
+loop's body once: the tracer's FLOPs are those of one pass (TRACE_UNROLL march steps), not 64 steps.
+
+On an H200 (jax 0.11, in gVisor), launch/gpu_prior.sh's training made 146 steps of batch 96 in 5.5
+minutes (~2 s a step) although `render` ran in 1.0 ms there after a 70 s compile: see docs/benchmark.md,
+"The prior continued on an H200".
+"""
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from dreamfusion_jax.shapes import prior_model  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dreamfusion_jax.shapes import train_prior  # pylint: disable=g-import-not-at-top,wrong-import-position
+from dreamfusion_jax.shapes import world  # pylint: disable=g-import-not-at-top,wrong-import-position
+
+PARTS = ("render", "grad", "step")
+
+
+def parse_args(argv=None):
+  p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  p.add_argument("--batch", type=int, default=24, help="images per step (a multiple of the shape weights' sum)")
+  p.add_argument("--shape_weights", default="1,1,1,1,2,2,2,2",
+                 help="each shape's share of a batch, as train_prior --shape-weights")
+  p.add_argument("--camera_dim", type=int, default=0, help="> 0: a camera-conditioned prior")
+  p.add_argument("--channels", default=",".join(map(str, prior_model.PriorSpec.channels)),
+                 help="the UNet's block widths (train_prior --channels; default the shipped prior's)")
+  p.add_argument("--parts", default=",".join(PARTS), help=f"comma list of {', '.join(PARTS)}")
+  p.add_argument("--unroll", default=str(world.TRACE_UNROLL),
+                 help="comma list of the tracer's march steps per loop pass (world.TRACE_UNROLL) for render")
+  p.add_argument("--repeats", type=int, default=5)
+  args = p.parse_args(argv)
+  parts = args.parts.split(",")
+  if [q for q in parts if q not in PARTS]:
+    p.error(f"--parts: {args.parts!r}; allowed: {', '.join(PARTS)}")
+  args.parts = parts
+  try:
+    args.shape_weights = tuple(int(w) for w in args.shape_weights.split(","))
+    args.unroll = tuple(int(u) for u in args.unroll.split(","))
+    args.channels = tuple(int(c) for c in args.channels.split(","))
+    world.shape_counts(args.batch, args.shape_weights)
+  except ValueError as e:
+    p.error(f"--batch / --shape_weights / --unroll: {e}")
+  if args.repeats < 1 or min(args.unroll) < 1:
+    p.error("--repeats and --unroll must be >= 1")
+  return args
+
+
+def flops(compiled) -> float:
+  analysis = compiled.cost_analysis()
+  if isinstance(analysis, (list, tuple)):
+    analysis = analysis[0] if analysis else {}
+  return float((analysis or {}).get("flops", float("nan")))
+
+
+def timed(label: str, fn, args: tuple, repeats: int, chain=None) -> dict:
+  """Compiles fn for args, runs it warm `repeats` times; prints the median ms and returns the numbers.
+
+  chain(args, out) -> the next call's args (a donated state is replaced by the step's output).
+  """
+  start = time.perf_counter()
+  compiled = jax.jit(fn, donate_argnums=0 if chain else ()).lower(*args).compile()
+  compile_s = time.perf_counter() - start
+  out = compiled(*args)
+  jax.block_until_ready(out)
+  times = []
+  for _ in range(repeats):
+    if chain:
+      args = chain(args, out)
+    start = time.perf_counter()
+    out = compiled(*args)
+    jax.block_until_ready(out)
+    times.append(time.perf_counter() - start)
+  ms, gflop = 1e3 * statistics.median(times), flops(compiled) / 1e9
+  print(f"{label:34s} {ms:9.2f} ms (median of {repeats}; compile {compile_s:.1f} s; "
+        f"{gflop:.3g} GFLOP, {gflop / ms:.3g} TFLOP/s)", flush=True)
+  return {"ms": ms, "gflop": gflop, "compile_s": compile_s}
+
+
+def main(argv=None) -> dict:
+  """Runs the parts asked for; returns {part: {"ms", "gflop", "compile_s"}} (render: the last unroll)."""
+  args = parse_args(argv)
+  config = train_prior.CAMERA_CONFIGS["shapes"]()
+  print(f"jax {jax.__version__} on {jax.devices()[0].device_kind} ({jax.default_backend()}), "
+        f"batch {args.batch}, camera_dim {args.camera_dim}", flush=True)
+  key = jax.random.PRNGKey(0)
+  sample = lambda k: world.sample_batch(k, args.batch, config, prior_model.RESOLUTION,
+                                        shape_weights=args.shape_weights)
+  out = {}
+  default_unroll = world.TRACE_UNROLL
+  if "render" in args.parts:
+    for unroll in args.unroll:
+      world.TRACE_UNROLL = unroll  # read when the tracer is traced, i.e. at this compile
+      out["render"] = timed(f"render (unroll {unroll})", lambda k: sample(k).images, (key,), args.repeats)
+    world.TRACE_UNROLL = default_unroll
+  if not {"grad", "step"} & set(args.parts):
+    return out
+  overrides = {"channels": args.channels}
+  if args.camera_dim:
+    overrides["camera_dim"] = args.camera_dim
+  spec, text, unet, token_table = train_prior.setup(tempfile.mkdtemp(), overrides)
+  params = prior_model.init_params(jax.random.PRNGKey(0), spec, text, unet)
+  print(f"text encoder {prior_model.num_params(params['text']):,} params, "
+        f"unet {prior_model.num_params(params['unet']):,} params", flush=True)
+  if "grad" in args.parts:
+    batch = jax.jit(sample)(key)
+    camera = batch.camera if args.camera_dim else None
+    alphas_cumprod = jnp.asarray(prior_model.alphas_cumprod())
+    grad = jax.value_and_grad(lambda p, images, ids, cam: train_prior.diffusion_loss(
+        p, text, unet, images, ids, key, alphas_cumprod, prior_model.NUM_TRAIN_TIMESTEPS, cam))
+    out["grad"] = timed("grad (loss and gradient)", grad,
+                       (params, batch.images, token_table[batch.captions], camera), args.repeats)
+  if "step" in args.parts:
+    optimizer = train_prior.make_optimizer(3e-4, 100)
+    state = train_prior.TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                                   ema=jax.tree_util.tree_map(jnp.copy, params),
+                                   opt_state=optimizer.init(params))
+    step_fn = train_prior.make_train_step(text, unet, optimizer, config, args.batch, args.shape_weights)
+    out["step"] = timed("step (render, grad, AdamW, EMA)", step_fn.__wrapped__,
+                       (state, key, token_table, jnp.float32(1.0)), args.repeats,
+                       chain=lambda a, out: (out[0],) + a[1:])
+    step_ms = out["step"]["ms"]
+    print(f"{1e3 * args.batch / step_ms:.0f} images/s; " + ", ".join(
+        f"{part} {out[part]['ms'] / step_ms:.0%} of the step" for part in ("render", "grad") if part in out),
+        flush=True)
+  return out
+
+
+if __name__ == "__main__":
+  main()
