@@ -10,8 +10,8 @@
 #                                       $INIT for $PRIOR_MINUTES, exports it, runs the SDS benchmark on it for
 #                                       $BENCH_MINUTES, and writes OUT_DIR/prior.tar.gz (the exported prior and
 #                                       its training log), OUT_DIR/eval.tar.gz (the benchmark's results, views,
-#                                       run folders and logs), with BENCH_REFERENCE=1 eval_reference.tar.gz
-#                                       (the same for the shipped config, less its NeRFs) and
+#                                       run folders and logs), eval_reference.tar.gz (the same for the
+#                                       shipped config, less its NeRFs) and
 #                                       OUT_DIR/summary.txt
 #   launch/gpu_prior.sh bench OUT_DIR   there, after `run` on the same (still warm) machine: continues the
 #                                       benchmark on the prior `run` exported for $BENCH_MINUTES more (its
@@ -24,8 +24,8 @@
 # The benchmark scores the new prior where it would ship: a text-only prior alone
 # (--config.prior.model=NEW --config.prior.ensemble="()", against the text-only rows of README's table),
 # a camera-conditioned one (PRIOR_CAMERA_DIM > 0) as the second member of configs/shapes.py's ensemble
-# beside the shipped text-only prior (--config.prior.ensemble="('NEW',)"). BENCH_REFERENCE=1 scores the
-# shipped configs/shapes.py in the same call, on the same GPU at the same time, as the reference.
+# beside the shipped text-only prior (--config.prior.ensemble="('NEW',)"), and the shipped configs/shapes.py
+# in the same call, on the same GPU at the same time, as the reference (BENCH_REFERENCE=0 leaves it out).
 #
 # Variables (all optional):
 #   PYTHON         interpreter (default python3)
@@ -45,7 +45,10 @@
 #                  (default 0: text only)
 #   BENCH_MINUTES  wall-clock cap of the benchmark (default 3.5; 0 skips it)
 #   BENCH_REFERENCE  1: also score the shipped config (configs/shapes.py as it is) beside the new prior,
-#                  SHARDS more processes at the same time, into eval_reference (default 0)
+#                  SHARDS more processes at the same time, into eval_reference (default 1: the two on the
+#                  same chip in the same call; 2 x 24 runs of a camera prior took 139 s on an H200); 0
+#                  skips it. The warm-up compiles the new prior's step only: beside a text-only prior the
+#                  reference (an ensemble) compiles its own, ~3 minutes, so give BENCH_MINUTES 6 there
 #   SHARDS         benchmark processes sharing the GPU (default 8, for 16 CPU cores: scoring runs on them)
 #   BENCH_ARGS     extra arguments for `python -m dreamfusion_jax.evaluate`, shell-quoted
 #                  (e.g. "--seeds 0 --prompts 'a red sphere'")
@@ -180,7 +183,7 @@ benchmark() {  # the SDS benchmark on $2/export, time-boxed; packs everything in
     t0=$SECONDS
     local pids=() pid k bench_args=() runs=(eval) run processes=$shards
     eval "bench_args=(${BENCH_ARGS:-})"  # so that a quoted prompt stays one argument
-    if [[ "${BENCH_REFERENCE:-0}" == 1 ]]; then runs+=(eval_reference); processes=$((2 * shards)); fi
+    if [[ "${BENCH_REFERENCE:-1}" == 1 ]]; then runs+=(eval_reference); processes=$((2 * shards)); fi
     # Each process takes its share of the GPU's memory instead of 75% of it.
     local mem_fraction
     mem_fraction=$(awk "BEGIN {print 0.9 / $processes}")
