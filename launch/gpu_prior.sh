@@ -204,22 +204,22 @@ benchmark() {  # the SDS benchmark on $2/export, time-boxed; packs everything in
   { cat "$work/prior_summary.txt"
     for run in eval eval_reference; do
       [[ -d "$work/$run" ]] || continue
-      echo "$run, finished runs:"; grep -h '^{"method' "$work/$run"_?.log 2>/dev/null || true
+      echo "$run, finished runs:"; grep -h '^{"method' "$work/$run"_[0-9]*.log 2>/dev/null || true
       cat "$work/$run"/results*.md 2>/dev/null || echo "no results table (a shard was cut by the time box)"
     done
   } > "$out/summary.txt"
-  # Two archives, each under the 16 MB a device call returns per file: the prior (11 MB), and the
+  # Archives each under the 16 MB a device call returns per file: the prior (11 MB), and the
   # benchmark with its finished runs' scores and final NeRFs (~0.5 MB a run, TensorBoard logs left
   # out), so that a CPU machine can merge them with runs it finishes itself (evaluate reuses a run
   # folder that holds both).
   tar -czf "$out/prior.tar.gz" -C "$work" export train_prior.log $(cd "$work" && ls warm_up.log 2>/dev/null)
   tar -czf "$out/eval.tar.gz" -C "$work" --exclude=tensorboard \
-    $(cd "$work" && ls -d eval_?.log eval 2>/dev/null)
+    $(cd "$work" && ls -d eval_[0-9]*.log eval 2>/dev/null)
   # The reference's scores and views without its NeRFs (the shipped config's, which any machine re-makes):
   # both benchmarks' NeRFs in one archive (30 MB for 2 x 24 runs) would not come back.
   if [[ -d "$work/eval_reference" ]]; then
     tar -czf "$out/eval_reference.tar.gz" -C "$work" --exclude=tensorboard --exclude=checkpoints \
-      $(cd "$work" && ls -d eval_reference_?.log eval_reference)
+      $(cd "$work" && ls -d eval_reference_[0-9]*.log eval_reference)
   fi
   cat "$out/summary.txt"
   ls -l "$out"
