@@ -5,7 +5,8 @@ Run:
   python bench/prior_train_step.py --batch 96 --camera_dim 32   # launch/gpu_prior.sh's camera fine-tune
   python bench/prior_train_step.py --parts render --unroll 8,64  # the world's tracer, two loop unrolls
 
-Three jitted programs, each compiled once, then timed warm (median over repeats):
+Three jitted programs, each compiled once, then timed warm as bench.measure.time_calls does (the median
+of calls each waited for, and the rate of calls issued back to back):
   render  world.sample_batch: a batch of fresh sphere-traced, captioned renders (the step's data);
   grad    the diffusion loss and its gradient w.r.t. the prior's parameters on a fixed batch of images;
   step    make_train_step's whole step: render, loss and gradient, AdamW, EMA (the state donated).
@@ -21,7 +22,6 @@ minutes (~2 s a step) although `render` ran in 1.0 ms there after a 70 s compile
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -30,6 +30,7 @@ import jax
 import jax.numpy as jnp
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from dreamfusion_jax.bench import measure  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dreamfusion_jax.shapes import prior_model  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dreamfusion_jax.shapes import train_prior  # pylint: disable=g-import-not-at-top,wrong-import-position
 from dreamfusion_jax.shapes import world  # pylint: disable=g-import-not-at-top,wrong-import-position
@@ -60,41 +61,35 @@ def parse_args(argv=None):
     args.channels = tuple(int(c) for c in args.channels.split(","))
     world.shape_counts(args.batch, args.shape_weights)
   except ValueError as e:
-    p.error(f"--batch / --shape_weights / --unroll: {e}")
+    p.error(f"--batch / --shape_weights / --unroll / --channels: {e}")
   if args.repeats < 1 or min(args.unroll) < 1:
     p.error("--repeats and --unroll must be >= 1")
   return args
 
 
-def flops(compiled) -> float:
-  analysis = compiled.cost_analysis()
-  if isinstance(analysis, (list, tuple)):
-    analysis = analysis[0] if analysis else {}
-  return float((analysis or {}).get("flops", float("nan")))
+def timed(label: str, fn, args: tuple, repeats: int, donated: bool = False) -> dict:
+  """Compiles fn for args and times it (bench.measure.time_calls); prints and returns the numbers.
 
-
-def timed(label: str, fn, args: tuple, repeats: int, chain=None) -> dict:
-  """Compiles fn for args, runs it warm `repeats` times; prints the median ms and returns the numbers.
-
-  chain(args, out) -> the next call's args (a donated state is replaced by the step's output).
+  donated: fn's first argument is a state it donates and returns first (the train step): each call
+  takes the previous call's state.
   """
   start = time.perf_counter()
-  compiled = jax.jit(fn, donate_argnums=0 if chain else ()).lower(*args).compile()
+  compiled = jax.jit(fn, donate_argnums=0 if donated else ()).lower(*args).compile()
   compile_s = time.perf_counter() - start
-  out = compiled(*args)
-  jax.block_until_ready(out)
-  times = []
-  for _ in range(repeats):
-    if chain:
-      args = chain(args, out)
-    start = time.perf_counter()
-    out = compiled(*args)
-    jax.block_until_ready(out)
-    times.append(time.perf_counter() - start)
-  ms, gflop = 1e3 * statistics.median(times), flops(compiled) / 1e9
-  print(f"{label:34s} {ms:9.2f} ms (median of {repeats}; compile {compile_s:.1f} s; "
-        f"{gflop:.3g} GFLOP, {gflop / ms:.3g} TFLOP/s)", flush=True)
-  return {"ms": ms, "gflop": gflop, "compile_s": compile_s}
+  current = list(args)
+
+  def call():
+    out = compiled(*current)
+    if donated:
+      current[0] = out[0]
+    return out
+
+  times = measure.time_calls(call, repeats, warmup=1)
+  flops = measure.xla_flops(compiled)
+  ms, gflop = times["ms_median"], (flops or float("nan")) / 1e9
+  print(f"{label:34s} {ms:9.2f} ms (median of {repeats}; back to back {times['per_s']:.3g}/s; "
+        f"compile {compile_s:.1f} s; {gflop:.3g} GFLOP, {gflop / ms:.3g} TFLOP/s)", flush=True)
+  return {"ms": ms, "per_s": times["per_s"], "gflop": gflop, "compile_s": compile_s}
 
 
 def main(argv=None) -> dict:
@@ -118,7 +113,8 @@ def main(argv=None) -> dict:
   overrides = {"channels": args.channels}
   if args.camera_dim:
     overrides["camera_dim"] = args.camera_dim
-  spec, text, unet, token_table = train_prior.setup(tempfile.mkdtemp(), overrides)
+  with tempfile.TemporaryDirectory() as workdir:  # setup() learns the tokenizer there; nothing is kept
+    spec, text, unet, token_table = train_prior.setup(workdir, overrides)
   params = prior_model.init_params(jax.random.PRNGKey(0), spec, text, unet)
   print(f"text encoder {prior_model.num_params(params['text']):,} params, "
         f"unet {prior_model.num_params(params['unet']):,} params", flush=True)
@@ -129,7 +125,7 @@ def main(argv=None) -> dict:
     grad = jax.value_and_grad(lambda p, images, ids, cam: train_prior.diffusion_loss(
         p, text, unet, images, ids, key, alphas_cumprod, prior_model.NUM_TRAIN_TIMESTEPS, cam))
     out["grad"] = timed("grad (loss and gradient)", grad,
-                       (params, batch.images, token_table[batch.captions], camera), args.repeats)
+                        (params, batch.images, token_table[batch.captions], camera), args.repeats)
   if "step" in args.parts:
     optimizer = train_prior.make_optimizer(3e-4, 100)
     state = train_prior.TrainState(step=jnp.zeros((), jnp.int32), params=params,
@@ -137,8 +133,7 @@ def main(argv=None) -> dict:
                                    opt_state=optimizer.init(params))
     step_fn = train_prior.make_train_step(text, unet, optimizer, config, args.batch, args.shape_weights)
     out["step"] = timed("step (render, grad, AdamW, EMA)", step_fn.__wrapped__,
-                       (state, key, token_table, jnp.float32(1.0)), args.repeats,
-                       chain=lambda a, out: (out[0],) + a[1:])
+                        (state, key, token_table, jnp.float32(1.0)), args.repeats, donated=True)
     step_ms = out["step"]["ms"]
     print(f"{1e3 * args.batch / step_ms:.0f} images/s; " + ", ".join(
         f"{part} {out[part]['ms'] / step_ms:.0%} of the step" for part in ("render", "grad") if part in out),
