@@ -56,7 +56,7 @@
 #   WHEELS         the wheels' folder (default .whl, which .gitignore keeps out of git: carry it)
 set -euo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
 WHEELS=${WHEELS:-.whl}
 # The pinned packages a bare CUDA image lacks (or holds in versions the pins exclude: transformers 4.57
@@ -225,9 +225,12 @@ benchmark() {  # the SDS benchmark on $2/export, time-boxed; packs everything in
   ls -l "$out"
 }
 
-case "${1:-}" in
-  wheels) fetch_wheels ;;
-  run) [[ $# -eq 2 ]] || { echo "usage: $0 run OUT_DIR" >&2; exit 2; }; run_on_gpu "$2" ;;
-  bench) [[ $# -eq 2 ]] || { echo "usage: $0 bench OUT_DIR" >&2; exit 2; }; continue_benchmark "$2" ;;
-  *) echo "usage: $0 wheels | $0 run OUT_DIR | $0 bench OUT_DIR   (see the comment at the top)" >&2; exit 2 ;;
-esac
+# Sourced (launch/gpu_bench.sh), it only defines the functions above.
+if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
+  case "${1:-}" in
+    wheels) fetch_wheels ;;
+    run) [[ $# -eq 2 ]] || { echo "usage: $0 run OUT_DIR" >&2; exit 2; }; run_on_gpu "$2" ;;
+    bench) [[ $# -eq 2 ]] || { echo "usage: $0 bench OUT_DIR" >&2; exit 2; }; continue_benchmark "$2" ;;
+    *) echo "usage: $0 wheels | $0 run OUT_DIR | $0 bench OUT_DIR   (see the comment at the top)" >&2; exit 2 ;;
+  esac
+fi
