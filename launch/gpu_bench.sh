@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Scores several configs of the SDS benchmark at once on one GPU and compares each with the first, run by
 # run: a sweep of configs/shapes.py's settings in one device call. On an H200 a benchmark run (600 steps
-# and its scoring) takes 7-9 s once compiled, with 8 processes sharing the chip (docs/benchmark.md, "The
-# prior continued on an H200"); the CPU benchmark takes about an hour a seed on 2 cores.
+# and its scoring) takes 7-9 s once compiled with 8 processes sharing the chip, ~27 s with 20 (0.7 runs/s
+# in all), and five configs' steps compiled at once in 181 s: five configs x 4 shards on seeds 0-2 in 8
+# minutes finished 23-28 of each config's 36 runs (docs/benchmark.md, "A third device call"). The CPU
+# benchmark takes about an hour a seed on 2 cores. Size a sweep to ~0.7 runs/s after ~3 minutes.
 #
 # Usage:
 #   launch/gpu_prior.sh wheels                         here, where pip reaches a registry (carry .whl)

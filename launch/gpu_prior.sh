@@ -16,6 +16,15 @@
 #   launch/gpu_prior.sh bench OUT_DIR   there, after `run` on the same (still warm) machine: continues the
 #                                       benchmark on the prior `run` exported for $BENCH_MINUTES more (its
 #                                       finished runs are reused, a cut one resumes from its checkpoint)
+#   launch/gpu_prior.sh diagnose OUT_DIR  there: why the prior's training step is slow on the GPU. Times the
+#                                       step's parts and the whole jitted step (bench/prior_train_step.py,
+#                                       batch $PRIOR_BATCH, the camera prior's spec), then train_prior's own
+#                                       loop alone on the chip for $PRIOR_MINUTES (default here 3,
+#                                       compilation included), and
+#                                       writes OUT_DIR/diagnose.txt: if the loop runs far below the step's
+#                                       rate, the loop is at fault; if the step is far below its parts, the
+#                                       step's program is. On an H200 the parts took 1.7 ms (render) and
+#                                       16.5 ms (loss and gradient) at batch 96, train_prior ~2 s a step
 #
 # The two halves are time-boxed so that the whole command ends inside one ~10-minute call. Whatever the
 # time box cuts off is still useful: train_prior exports at its --max-minutes stop, and the benchmark's
@@ -168,6 +177,24 @@ install_wheels() {  # installs the carried wheels into $2/site; exports the envi
   "$PYTHON" -c "import jax; print('devices:', jax.devices())"
 }
 
+diagnose() {  # the step's parts, the whole step, then train_prior's loop: each on the chip alone
+  local out=$1 work=${WORK:-/tmp/gpu_prior} batch=${PRIOR_BATCH:-96} minutes=${PRIOR_MINUTES:-3}
+  install_wheels "$out" "$work"
+  rm -rf "$work/diagnose"
+  # The render alone is known (1.7 ms after a 131 s compile on an H200); the whole step compiles it again.
+  # The step's compilation lands in the cache (install_wheels), where the loop's identical step finds it.
+  { echo "== bench/prior_train_step.py --batch $batch --camera_dim 32 --parts grad,step"
+    timeout -s TERM 400 "$PYTHON" bench/prior_train_step.py --batch "$batch" --camera_dim 32 --parts grad,step \
+      --repeats 5 2>&1 \
+      | grep -v -i warning || echo "(cut at 400 s)"
+    echo "== train_prior's loop, $minutes minutes, from the camera prior, batch $batch"
+    "$PYTHON" -m dreamfusion_jax.shapes.train_prior --workdir "$work/diagnose" \
+      --init-from-weights dreamfusion_jax/shapes/camera_weights --camera-dim 32 --steps 1000000 \
+      --max-minutes "$minutes" --batch "$batch" --cameras shapes --shape-weights 1 1 1 1 2 2 2 2 2>&1 \
+      | tr '\r' '\n' | grep -E "it/s|s/it|checkpoint|stopping" | tail -n 4 || true
+  } | tee "$out/diagnose.txt"
+}
+
 continue_benchmark() {
   local out=$1 work=${WORK:-/tmp/gpu_prior}
   [[ -f "$work/export/training.json" ]] || { echo "gpu_prior.sh: no exported prior in $work/export:" \
@@ -231,6 +258,8 @@ if [[ "${BASH_SOURCE[0]}" == "$0" ]]; then
     wheels) fetch_wheels ;;
     run) [[ $# -eq 2 ]] || { echo "usage: $0 run OUT_DIR" >&2; exit 2; }; run_on_gpu "$2" ;;
     bench) [[ $# -eq 2 ]] || { echo "usage: $0 bench OUT_DIR" >&2; exit 2; }; continue_benchmark "$2" ;;
-    *) echo "usage: $0 wheels | $0 run OUT_DIR | $0 bench OUT_DIR   (see the comment at the top)" >&2; exit 2 ;;
+    diagnose) [[ $# -eq 2 ]] || { echo "usage: $0 diagnose OUT_DIR" >&2; exit 2; }; diagnose "$2" ;;
+    *) echo "usage: $0 wheels | $0 run OUT_DIR | $0 bench OUT_DIR | $0 diagnose OUT_DIR" \
+         "(see the comment at the top)" >&2; exit 2 ;;
   esac
 fi

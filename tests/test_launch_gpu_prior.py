@@ -41,6 +41,15 @@ def test_run_refuses_a_folder_that_is_not_an_exported_prior(tmp_path):
   assert result.returncode == 2 and "INIT=" in result.stderr and "unet" in result.stderr
 
 
+def test_diagnose_needs_an_out_dir_and_the_wheels(tmp_path):
+  result = _run("diagnose")
+  assert result.returncode == 2 and "usage" in result.stderr and "diagnose OUT_DIR" in result.stderr
+  out = tmp_path / "out"
+  result = _run("diagnose", str(out), WHEELS=str(tmp_path / "no_wheels"))
+  assert result.returncode == 2 and "launch/gpu_prior.sh wheels" in result.stderr
+  assert not out.exists()  # nothing started
+
+
 def test_bench_without_a_prior_from_run_says_so(tmp_path):
   result = _run("bench", str(tmp_path / "out"), WORK=str(tmp_path / "work"))
   assert result.returncode == 2 and "'bench' continues what 'run' began" in result.stderr
