@@ -15,7 +15,9 @@
 #
 # Each config compiles its training step once (one warm-up run, "a red sphere" seed 0, into its own
 # workdir, where its shard reuses it; the compilation cache is shared) and then runs the benchmark in
-# SHARDS processes. Everything stops at BENCH_MINUTES; runs a time box cut are checkpointed, not scored,
+# SHARDS processes. A config's workdir ($WORK/NAME) is kept: a second call reuses its finished runs, and
+# evaluate refuses (in NAME's logs) runs there trained under other overrides, so give a changed config a
+# new NAME. Everything stops at BENCH_MINUTES; runs a time box cut are checkpointed, not scored,
 # and the comparison is over the runs every config finished (dreamfusion_jax.evaluate.compare).
 # Writes OUT_DIR/compare.md (the table), OUT_DIR/rows_NAME.jsonl (each finished run's scores) and
 # OUT_DIR/bench.tar.gz (each config's logs, results tables and views.png; no NeRFs).
@@ -80,12 +82,15 @@ PY
 }
 
 main() {
-  (( $# >= 2 )) || usage
+  (( $# >= 3 )) || { echo "gpu_bench.sh: give OUT_DIR, a reference config and at least one other" >&2; usage; }
   local out=$1 work=${WORK:-/tmp/gpu_bench} names=() overrides=() arg
   shift
   for arg in "$@"; do
     [[ "$arg" == *=* && "${arg%%=*}" =~ ^[A-Za-z0-9_]+$ ]] || { echo "gpu_bench.sh: '$arg' is not NAME=OVERRIDES" \
       "(NAME of letters, digits, _)" >&2; usage; }
+    if [[ " ${names[*]} " == *" ${arg%%=*} "* ]]; then
+      echo "gpu_bench.sh: the name ${arg%%=*} is given twice (each config has its own workdir)" >&2; exit 2
+    fi
     names+=("${arg%%=*}"); overrides+=("${arg#*=}")
   done
   SEEDS=${SEEDS:-0,1} SHARDS=${SHARDS:-4}

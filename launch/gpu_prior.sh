@@ -190,7 +190,8 @@ diagnose() {  # the step's parts, the whole step, then train_prior's loop: each 
     echo "== train_prior's loop, $minutes minutes, from the camera prior, batch $batch"
     "$PYTHON" -m dreamfusion_jax.shapes.train_prior --workdir "$work/diagnose" \
       --init-from-weights dreamfusion_jax/shapes/camera_weights --camera-dim 32 --steps 1000000 \
-      --max-minutes "$minutes" --batch "$batch" --cameras shapes --shape-weights 1 1 1 1 2 2 2 2 2>&1 \
+      --max-minutes "$minutes" --batch "$batch" --cameras shapes --shape-weights 1 1 1 1 2 2 2 2 \
+      --out "$work/diagnose/export" 2>&1 \
       | tr '\r' '\n' | grep -E "it/s|s/it|checkpoint|stopping" | tail -n 4 || true
   } | tee "$out/diagnose.txt"
 }

@@ -78,6 +78,10 @@ def test_gpu_bench_refuses_bad_names_and_missing_wheels_before_any_work(tmp_path
   out = tmp_path / "out"
   result = _bench(str(out), "ok=", "bad name=--config.num_steps=5")
   assert result.returncode == 2 and "'bad name=--config.num_steps=5' is not NAME=OVERRIDES" in result.stderr
+  result = _bench(str(out), "ok=", "ok=--config.num_steps=5")
+  assert result.returncode == 2 and "the name ok is given twice" in result.stderr
+  result = _bench(str(out), "ok=")
+  assert result.returncode == 2 and "a reference config and at least one other" in result.stderr
   result = _bench(str(out), "a=", "b=", WHEELS=str(tmp_path / "no_wheels"))
   assert result.returncode == 2 and "launch/gpu_prior.sh wheels" in result.stderr
   assert not out.exists()

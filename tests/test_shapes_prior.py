@@ -302,3 +302,16 @@ def test_bad_flags_are_refused_before_any_work(argv, flag, tmp_path, monkeypatch
   with pytest.raises(SystemExit):
     train_prior.main()
   assert flag in capsys.readouterr().err and not os.path.exists(tmp_path / "run")
+
+
+def test_the_export_goes_to_the_workdir_unless_out_says_otherwise(tmp_path, monkeypatch):
+  # A run without --out once exported over the shipped prior; the default is now WORKDIR/export.
+  calls = []
+  monkeypatch.setattr(train_prior, "train", lambda args: None)
+  monkeypatch.setattr(train_prior, "export", lambda workdir, out: calls.append((workdir, out)))
+  run = str(tmp_path / "run")
+  for extra, want in (([], os.path.join(run, "export")), (["--out", str(tmp_path / "x")], str(tmp_path / "x"))):
+    monkeypatch.setattr("sys.argv", ["train_prior", "--workdir", run, "--steps", "1"] + extra)
+    train_prior.main()
+    assert calls.pop() == (run, want)
+  assert os.path.abspath(os.path.join(run, "export")) != os.path.abspath(SHIPPED)

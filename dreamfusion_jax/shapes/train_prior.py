@@ -14,7 +14,8 @@ r"""Trains the shipped pixel prior on fresh renders of the embedded world, then 
 Every step renders a new batch (world.sample_batch, inside the jitted step), captions it, drops 10% of
 captions to "" for classifier-free guidance, and takes an AdamW step on the DDPM epsilon loss of the
 text encoder and UNet together. An EMA of the parameters is kept and is what gets exported, in float16,
-to the diffusers layout under dreamfusion_jax/shapes/weights/. Checkpoints (the whole train state, as
+to the diffusers layout under WORKDIR/export (--out elsewhere; `--out dreamfusion_jax/shapes/weights`,
+given explicitly, replaces the shipped prior). Checkpoints (the whole train state, as
 msgpack) are written every few minutes; --resume continues from the latest. The shipped folder holds
 only the exported EMA weights, not that train state: --init-from-weights continues training from them
 (fresh optimizer and EMA, the same tokenizer).
@@ -478,8 +479,13 @@ def main() -> None:
                            "range SDS queries)" % prior_model.NUM_TRAIN_TIMESTEPS)
   parser.add_argument("--resume", action="store_true", help="continue from the workdir's checkpoint")
   parser.add_argument("--export-only", action="store_true", help="export the latest checkpoint, no training")
-  parser.add_argument("--out", default=WEIGHTS_DIR, help="where the diffusers layout is written")
+  parser.add_argument("--out", default="",
+                      help="where the diffusers layout is written (default WORKDIR/export; --out %s "
+                           "replaces the shipped prior)" % "dreamfusion_jax/shapes/weights")
   args = parser.parse_args()
+  # Never the shipped folder by default: a fine-tune, a probe or a benchmark of the step that forgot
+  # --out once exported over dreamfusion_jax/shapes/weights.
+  args.out = args.out or os.path.join(args.workdir, "export")
   if args.init_from and args.init_from_weights:
     parser.error("--init-from and --init-from-weights: give one of them")
   if args.cooldown_minutes:
