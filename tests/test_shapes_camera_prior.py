@@ -197,6 +197,26 @@ def test_train_step_feeds_the_batch_camera_and_scales_the_camera_layers_learning
     np.testing.assert_array_equal(s1, s2)
 
 
+def test_the_train_step_compiles_once_from_loaded_weights(tiny):
+  """Loaded weights arrive committed to a device, a fresh step counter does not, and the step's outputs
+  all are: train() commits the whole state first (on_one_device), so the second step reuses the first
+  one's compilation instead of compiling again."""
+  from configs import base as base_config  # pylint: disable=g-import-not-at-top
+  loaded = jax.device_put(tiny["cam_params"], jax.local_devices()[0])  # as warm_start_from_weights's
+  optimizer = train_prior.make_optimizer(1e-3, 1)
+  state = train_prior.on_one_device(train_prior.TrainState(
+      step=jnp.zeros((), jnp.int32), params=loaded, ema=jax.tree_util.tree_map(jnp.copy, loaded),
+      opt_state=optimizer.init(loaded)))
+  assert all(leaf.committed for leaf in jax.tree_util.tree_leaves(state))
+  step_fn = train_prior.make_train_step(tiny["text"], tiny["cam_unet"], optimizer, base_config.get_config(), 8)
+  if not hasattr(step_fn, "_cache_size"):
+    pytest.skip("this jax's jitted functions do not report their cache size")
+  table = jnp.asarray(tokenizer_lib.encode(tiny["tok"], captions.caption_table()))
+  for _ in range(2):
+    state, _ = step_fn(state, jax.random.PRNGKey(0), table)
+  assert step_fn._cache_size() == 1  # pylint: disable=protected-access
+
+
 def test_camera_learning_rate_phases_are_recorded_with_the_step_they_changed_at():
   assert "camera_lr_phases" not in train_prior.record_camera_lr_scale({"step": 0}, 1.0, 0)
   fast = train_prior.record_camera_lr_scale({"step": 943}, 10.0, 943)  # a run resumed with 10x

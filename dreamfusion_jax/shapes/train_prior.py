@@ -168,6 +168,16 @@ def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weight
   return jax.jit(step_fn, donate_argnums=0)
 
 
+def on_one_device(state: TrainState) -> TrainState:
+  """`state` with every leaf committed to the first device.
+
+  Weights loaded from disk arrive committed while fresh leaves (the step counter, Adam's counts) do not,
+  and the step's outputs are all committed: the mix made the jitted step compile a second time on its
+  second call (25 s on the 2-core CPU from --init-from-weights; the GPU runs showed two compilations).
+  """
+  return jax.device_put(state, jax.local_devices()[0])
+
+
 def _paths(workdir: str) -> dict[str, str]:
   return {"checkpoint": os.path.join(workdir, "checkpoint.msgpack"),
           "meta": os.path.join(workdir, "meta.json"), "tokenizer": os.path.join(workdir, "tokenizer")}
@@ -389,6 +399,7 @@ def train(args) -> None:
     with open(paths["meta"]) as f:
       meta = json.load(f)
     print(f"resumed from step {int(state.step)}")
+  state = on_one_device(state)
   meta.update(spec=spec_overrides, batch=args.batch, seed=args.seed, lr=args.lr, hardware=hardware(),
               target_steps=args.steps, shape_weights=list(shape_weights))
   meta = record_camera_lr_scale(meta, args.camera_lr_scale, int(state.step))
@@ -480,8 +491,8 @@ def main() -> None:
   parser.add_argument("--resume", action="store_true", help="continue from the workdir's checkpoint")
   parser.add_argument("--export-only", action="store_true", help="export the latest checkpoint, no training")
   parser.add_argument("--out", default="",
-                      help="where the diffusers layout is written (default WORKDIR/export; --out %s "
-                           "replaces the shipped prior)" % "dreamfusion_jax/shapes/weights")
+                      help="where the diffusers layout is written (default WORKDIR/export; "
+                           "--out dreamfusion_jax/shapes/weights replaces the shipped prior)")
   args = parser.parse_args()
   # Never the shipped folder by default: a fine-tune, a probe or a benchmark of the step that forgot
   # --out once exported over dreamfusion_jax/shapes/weights.
