@@ -17,9 +17,12 @@ loop's body once: the tracer's FLOPs are those of one pass (TRACE_UNROLL march s
 
 On an H200 (jax 0.11, in gVisor), launch/gpu_prior.sh's training made 146 steps of batch 96 in 5.5
 minutes (~2 s a step), while at batch 96 with --camera_dim 32 `render` ran in 1.7 ms (a 131 s compile)
-and `grad` in 16.5 ms (6.8 TFLOP/s; a 39 s compile): the parts are fast, and `step` (not yet measured
-there) or train_prior's loop is where the time goes. `launch/gpu_prior.sh diagnose OUT_DIR` runs this
-and then the loop: see docs/benchmark.md, "The prior continued on an H200".
+and `grad` in 16.5 ms (6.8 TFLOP/s; a 39 s compile). The difference was not the step but where it ran:
+train_prior started from loaded weights, which diffusers' from_pretrained had committed to the host
+CPU, so its whole step ran on the host's cores; these random weights were on the chip. load_prior now
+returns them uncommitted on the default device (prior.checkpoint.on_default_device).
+`launch/gpu_prior.sh diagnose OUT_DIR` runs this and then the loop, to check it there: see
+docs/benchmark.md, "The prior continued on an H200".
 """
 
 import argparse

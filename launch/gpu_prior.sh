@@ -25,6 +25,9 @@
 #                                       rate, the loop is at fault; if the step is far below its parts, the
 #                                       step's program is. On an H200 the parts took 1.7 ms (render) and
 #                                       16.5 ms (loss and gradient) at batch 96, train_prior ~2 s a step
+#                                       (its weights were committed to the host CPU by diffusers'
+#                                       from_pretrained, so the step ran on the host: fixed in load_prior;
+#                                       this checks the fix on the chip)
 #
 # The two halves are time-boxed so that the whole command ends inside one ~10-minute call. Whatever the
 # time box cuts off is still useful: train_prior exports at its --max-minutes stop, and the benchmark's

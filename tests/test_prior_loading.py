@@ -212,3 +212,39 @@ def test_a_missing_prior_is_a_refusal_and_refusing_needs_no_diffusers(tmp_path, 
                           timeout=120, env=dict(os.environ, PYTHONPATH=root))
   assert result.returncode == 0, result.stderr[-2000:]
   assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_loaded_weights_are_not_committed_to_the_host(priors, dtype):
+  """from_pretrained commits weights to the host CPU, and a jitted program given a committed array runs
+  on its device: on a GPU machine train_prior's step ran on the host's cores (~100x slower). load_prior
+  hands the weights back uncommitted on the default device, so programs run where their other inputs are."""
+  for kind in ("latent", "pixel"):
+    _, loaded = sd.load_prior(priors[kind][2], dtype=dtype)
+    for path, leaf in flatten_dict(loaded).items():
+      assert not leaf.committed, (kind, "/".join(path))
+      assert leaf.devices() == {jax.devices()[0]}, (kind, "/".join(path))
+
+
+def test_a_program_on_loaded_weights_runs_on_the_default_device_not_the_host(priors):
+  """The GPU machine's case on a CPU: two host devices, the default set to the second (as a GPU is the
+  default beside the host CPU); diffusers commits what it loads to the first. A jitted UNet call on
+  the loaded weights and an uncommitted input must run on the default device."""
+  probe = """
+import sys
+import jax, jax.numpy as jnp
+jax.config.update("jax_default_device", jax.devices()[1])
+from dreamfusion_jax.prior import stable_diffusion as sd
+prior, params = sd.load_prior(sys.argv[1])
+x = jnp.zeros((2, prior.sample_size, prior.sample_size, prior.channels))
+emb = prior.encode_text(params, ["a red cube", ""])
+out = jax.jit(prior.predict_noise)(params, x, jnp.array([20, 700]), emb)
+print("devices", sorted(d.id for d in out.devices()))
+"""
+  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+  env = dict(os.environ, PYTHONPATH=root, XLA_FLAGS="--xla_force_host_platform_device_count=2",
+             JAX_PLATFORMS="cpu")
+  result = subprocess.run([sys.executable, "-c", probe, str(priors["pixel"][2])], cwd=root,
+                          capture_output=True, text=True, timeout=300, env=env)
+  assert result.returncode == 0, result.stderr[-2000:]
+  assert result.stdout.strip().splitlines()[-1] == "devices [1]"

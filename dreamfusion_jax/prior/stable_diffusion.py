@@ -277,7 +277,8 @@ def load_found(found, model, dtype="float32"):
   params = {"unet": unet_params, "text_encoder": text_params}
   if vae is not None:
     params["vae"] = vae_params
-  return prior, cast_params(params, dtype)
+  # Uncommitted on the default device, not where from_pretrained commits them (the host CPU).
+  return prior, checkpoint.on_default_device(cast_params(params, dtype))
 
 
 def load_from_config(config):
