@@ -198,11 +198,11 @@ def test_train_step_feeds_the_batch_camera_and_scales_the_camera_layers_learning
 
 
 def test_the_train_step_compiles_once_from_loaded_weights(tiny):
-  """Loaded weights arrive committed to a device, a fresh step counter does not, and the step's outputs
-  all are: train() commits the whole state first (on_one_device), so the second step reuses the first
-  one's compilation instead of compiling again."""
+  """Weights committed to a device beside a fresh, uncommitted step counter (as diffusers' loader left
+  them before load_prior uncommitted them), and the step's outputs all committed: train() commits the
+  whole state first (on_one_device), so the second step reuses the first one's compilation."""
   from configs import base as base_config  # pylint: disable=g-import-not-at-top
-  loaded = jax.device_put(tiny["cam_params"], jax.local_devices()[0])  # as warm_start_from_weights's
+  loaded = jax.device_put(tiny["cam_params"], jax.local_devices()[0])  # committed
   optimizer = train_prior.make_optimizer(1e-3, 1)
   state = train_prior.on_one_device(train_prior.TrainState(
       step=jnp.zeros((), jnp.int32), params=loaded, ema=jax.tree_util.tree_map(jnp.copy, loaded),

@@ -171,9 +171,12 @@ def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weight
 def on_one_device(state: TrainState) -> TrainState:
   """`state` with every leaf committed to the first device.
 
-  Weights loaded from disk arrive committed while fresh leaves (the step counter, Adam's counts) do not,
-  and the step's outputs are all committed: the mix made the jitted step compile a second time on its
-  second call (25 s on the 2-core CPU from --init-from-weights; the GPU runs showed two compilations).
+  A state whose leaves mix committed and uncommitted arrays makes the jitted step compile a second time
+  on its second call (its outputs are all committed): 25 s on the 2-core CPU from --init-from-weights
+  while diffusers' loader committed the weights beside the fresh step counter and Adam's counts. Since
+  load_prior returns uncommitted weights (prior.checkpoint.on_default_device) that mix no longer comes
+  from the loader; this keeps the state uniform whatever its leaves' origin (a resumed checkpoint, a
+  warm start, fresh counters), on the default device.
   """
   return jax.device_put(state, jax.local_devices()[0])
 
