@@ -176,7 +176,7 @@ def on_one_device(state: TrainState) -> TrainState:
   while diffusers' loader committed the weights beside the fresh step counter and Adam's counts. Since
   load_prior returns uncommitted weights (prior.checkpoint.on_default_device) that mix no longer comes
   from the loader; this keeps the state uniform whatever its leaves' origin (a resumed checkpoint, a
-  warm start, fresh counters), on the default device.
+  warm start, fresh counters), on the first local device.
   """
   return jax.device_put(state, jax.local_devices()[0])
 
