@@ -79,6 +79,8 @@ def test_benchmark_trains_scores_and_reuses_runs(tmp_path):
   (row,) = out["rows"]
   assert row["steps"] == 2 and row["r_color"] == 1.0 and row["r_geo"] == 1.0
   assert 0.0 <= row["iou"] <= row["iou_best_size"] <= 1.0, "the size search includes the true size"
+  assert row["iou"] <= row["iou_best_position"] <= 1.0, "the position search includes the true position"
+  assert row["empty"] or max(abs(o) for o in row["offset"]) <= geometry.MAX_OFFSET + 1e-9
   assert row["empty"] or geometry.SCALES[0] <= row["size"] <= geometry.SCALES[-1]
   assert isinstance(row["empty"], bool) and (row["iou"] == 0.0 or not row["empty"])
   assert 0.0 <= row["haze"] <= 1.0 and out["table"]["sds"]["haze"] == pytest.approx(row["haze"])
@@ -285,7 +287,14 @@ def test_means_average_scores_and_take_the_geometric_mean_of_non_empty_sizes():
   assert m["haze"] is None, "rows saved before the haze was scored: no haze mean"
   m = evaluate_cli.means([dict(r, haze=h) for r, h in zip(rows, (0.1, 0.2, 0.6))])
   assert m["haze"] == pytest.approx(0.3)
-  assert "| 1.00 | 0.30 | 33% |" in evaluate_cli.markdown_table({"sds": m})
+  assert "| 1.00 | - | - | 0.30 | 33% |" in evaluate_cli.markdown_table({"sds": m}), (
+      "rows saved before the position was scored: no position columns")
+  placed = [dict(iou_best_position=0.8, offset=[0.0, 0.03, 0.04]),
+            dict(iou_best_position=0.6, offset=[0.0, 0.0, 0.0]),
+            dict(iou_best_position=0.0, offset=None)]  # the empty field has no offset
+  m = evaluate_cli.means([dict(r, **p) for r, p in zip(rows, placed)])
+  assert m["iou_best_position"] == pytest.approx(1.4 / 3) and m["offset"] == pytest.approx(0.025)
+  assert "| 1.00 | 0.47 | 0.025 | - |" in evaluate_cli.markdown_table({"sds": m})
   assert m["missing"] is None and evaluate_cli.volume_errors_table({"sds": m}).count("\n") == 1, (
       "rows saved before the IoU's split was scored: no split row")
   split = [dict(missing=0.1, extra_below=0.2, extra_beside=0.3, extra_above=0.0),

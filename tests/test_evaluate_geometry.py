@@ -91,3 +91,39 @@ def test_volume_errors_split_a_misplaced_box_into_known_slabs():
   assert at_yaw["extra_beside"] == 0.0, "at the found yaw the box's sides line up"
   unaligned = geometry.volume_errors(turned, truth_fn, bound, yaw_degrees=0.0)
   assert unaligned["extra_beside"] > 0.5, "at another yaw they do not, or the yaw proves nothing"
+
+
+def test_a_box_off_its_place_is_found_at_its_offset():
+  bound, res = 0.9, 64
+  p = mesh_lib.grid_points(bound, res)
+  cell = 2.0 * bound / (res - 1)
+  half = np.array([0.3, 0.2, 0.25])
+  moved = _box(half)(p - np.array([2, -3, 1]) * cell)  # the right box, 2 / -3 / 1 cells off the origin
+  in_place = geometry.best_yaw_iou(moved, _box(half), bound, num_angles=1)["iou"]
+  assert in_place < 0.6, "off its place the score must drop, or the test proves nothing"
+  placed = geometry.best_position_iou(moved, _box(half), bound, yaw_degrees=0.0)
+  assert placed["iou"] == 1.0
+  assert placed["offset"] == pytest.approx([2 * cell, -3 * cell, cell])
+
+
+def test_the_position_search_is_bounded_and_turns_the_truth_by_the_yaw():
+  bound, res = 0.9, 64
+  p = mesh_lib.grid_points(bound, res)
+  cell = 2.0 * bound / (res - 1)
+  half = np.array([0.4, 0.15, 0.1])
+  reach = int(geometry.MAX_OFFSET / cell)
+  far = _box(half)(p - np.array([0.0, reach + 3, 0.0]) * cell)  # farther up than the search reaches
+  placed = geometry.best_position_iou(far, _box(half), bound, yaw_degrees=0.0)
+  assert placed["iou"] < 1.0 and placed["offset"][1] == pytest.approx(reach * cell)
+  # The box turned by +90 degrees and moved: found only with the truth turned back.
+  turned = _box(half)(geometry.rotate_y(p - np.array([cell, 0.0, -2 * cell]), -np.pi / 2))
+  assert geometry.best_position_iou(turned, _box(half), bound, yaw_degrees=270.0)["iou"] == 1.0
+  assert geometry.best_position_iou(turned, _box(half), bound, yaw_degrees=0.0)["iou"] < 0.5
+
+
+def test_shifted_moves_without_wrapping_around():
+  grid = np.zeros((4, 4, 4), bool)
+  grid[3, 0, 1] = True
+  assert geometry.shifted(grid, (1, 0, 0)).sum() == 0, "moved off the edge, not onto the other side"
+  moved = geometry.shifted(grid, (-2, 3, 1))
+  assert moved.sum() == 1 and moved[1, 3, 2]

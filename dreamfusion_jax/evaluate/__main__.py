@@ -13,11 +13,14 @@ ground-truth shape, maximised over rotations about the vertical axis ("empty fie
 of the field reaches opacity 1/2, scored IoU 0; their R-precision then judges the background alone).
 Beside it, as a diagnostic, the IoU at the best size and that size ("size": the NeRF's object over the
 true one, a geometric mean over the non-empty runs), which tell a shape drawn too large from a wrong
-shape. The table's first row scores the world's true objects in the same views: what a perfect NeRF
-would get, the judge's ceiling. A second table splits where the IoU is lost, as fractions of the true
-volume: true cells left empty ("missing") and solid cells outside the truth, below its lowest cell,
-beside it, or above its highest. Prints the tables and writes WORKDIR/results.json and results.md, and
-WORKDIR/views.png: one row per run, its albedo views then its textureless views (the scored renders).
+shape; likewise the IoU at the best position (the truth moved by up to geometry.MAX_OFFSET along each
+axis) and that offset ("offset": its mean length in world units over the non-empty runs), which tell a
+right shape in the wrong place from a wrong shape. The table's first row scores the world's true
+objects in the same views: what a perfect NeRF would get, the judge's ceiling. A second table splits
+where the IoU is lost, as fractions of the true volume: true cells left empty ("missing") and solid
+cells outside the truth, below its lowest cell, beside it, or above its highest. Prints the tables and
+writes WORKDIR/results.json and results.md, and WORKDIR/views.png: one row per run, its albedo views
+then its textureless views (the scored renders).
 
 `--shard k/n` runs every n-th run from the k-th, so n processes (one per core or machine; on a CPU
 with XLA_FLAGS="--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1", one thread each,
@@ -77,8 +80,8 @@ flags.mark_flags_as_required(["config", "workdir"])
 # object of the world reaches them in those views (a test holds this), so on a perfect NeRF it is 0; a
 # low-density cloud around the object shows up here while the IoU, at the opaque surface, misses it.
 HAZE_CORNER_FRACTION = 1 / 8
-SCORE_FIELDS = ("r_color", "r_geo", "iou", "iou_best_size", "size", "empty", "haze",
-                *geometry.VOLUME_ERRORS)
+SCORE_FIELDS = ("r_color", "r_geo", "iou", "iou_best_size", "size", "iou_best_position", "offset", "empty",
+                "haze", *geometry.VOLUME_ERRORS)
 SCORES_FILE = "scores.json"  # in a run folder: its scores, and what they were scored with
 VIEWS_FILE = "scored_views.npy"  # ... and the scored renders, for views.png
 
@@ -189,12 +192,14 @@ def score_run(config, params, prompt: str, prompts: list, scorers: dict, num_vie
   try:
     occupied = geometry.nerf_occupancy(density_fn, bound, geometry.IOU_RESOLUTION)
     sized = geometry.best_yaw_scale_iou(occupied, truth_fn, bound)
+    placed = geometry.best_position_iou(occupied, truth_fn, bound, sized["true_size_yaw_degrees"])
     geo = {"iou": sized["true_size_iou"], "iou_best_size": sized["iou"], "size": sized["scale"],
-           "empty": False,
+           "iou_best_position": placed["iou"], "offset": placed["offset"], "empty": False,
            **geometry.volume_errors(occupied, truth_fn, bound, sized["true_size_yaw_degrees"])}
   except mesh_lib.EmptyFieldError:  # nothing rendered opaque: no overlap with the shape, and no size
     nothing = np.zeros((geometry.IOU_RESOLUTION,) * 3, bool)
-    geo = {"iou": 0.0, "iou_best_size": 0.0, "size": None, "empty": True,
+    geo = {"iou": 0.0, "iou_best_size": 0.0, "size": None, "iou_best_position": 0.0, "offset": None,
+           "empty": True,
            **geometry.volume_errors(nothing, truth_fn, bound, 0.0)}
   scores = {"r_color": r_precision.r_precision(scorers["color"], albedo, truth, prompts),
             "r_geo": r_precision.r_precision(scorers["geo"], textureless, truth, prompts),
@@ -370,6 +375,10 @@ def means(rows) -> dict:
   out["size"] = float(np.exp(np.mean(np.log(sizes)))) if sizes else None
   hazes = [r["haze"] for r in rows if r.get("haze") is not None]  # rows saved before it was scored lack it
   out["haze"] = float(np.mean(hazes)) if len(hazes) == len(rows) else None
+  placed = [r["iou_best_position"] for r in rows if r.get("iou_best_position") is not None]  # likewise
+  out["iou_best_position"] = float(np.mean(placed)) if placed and len(placed) == len(rows) else None
+  offsets = [np.linalg.norm(r["offset"]) for r in rows if r.get("offset") is not None]  # not the empty
+  out["offset"] = float(np.mean(offsets)) if offsets and out["iou_best_position"] is not None else None
   for k in geometry.VOLUME_ERRORS:  # likewise for rows saved before the IoU's error split was scored
     values = [r[k] for r in rows if r.get(k) is not None]
     out[k] = float(np.mean(values)) if values and len(values) == len(rows) else None
@@ -379,16 +388,18 @@ def means(rows) -> dict:
 
 def markdown_table(table: dict, truth=None) -> str:
   """The per-method means; `truth` (run_benchmark's) adds the true objects' row, the judge's ceiling."""
-  lines = ["| method | R-precision color | R-precision geo | IoU | IoU at best size | size | haze "
-           "| empty fields | steps | wall time / run (s) | runs |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+  lines = ["| method | R-precision color | R-precision geo | IoU | IoU at best size | size "
+           "| IoU at best position | offset | haze | empty fields | steps | wall time / run (s) | runs |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
   if truth is not None:
     lines.append(f"| true objects | {truth['r_color']:.2f} | {truth['r_geo']:.2f} | 1.00 | 1.00 | 1.00 | "
-                 f"0.00 | 0% | - | - | {len(truth['prompts'])} prompts |")
+                 f"1.00 | 0.000 | 0.00 | 0% | - | - | {len(truth['prompts'])} prompts |")
+  fmt = lambda value, spec: "-" if value is None else format(value, spec)
   for method, m in table.items():
-    size = "-" if m["size"] is None else f"{m['size']:.2f}"
-    haze = "-" if m.get("haze") is None else f"{m['haze']:.2f}"
     lines.append(f"| {method} | {m['r_color']:.2f} | {m['r_geo']:.2f} | {m['iou']:.2f} | "
-                 f"{m['iou_best_size']:.2f} | {size} | {haze} | {m['empty']:.0%} | {m['steps']:.0f} | "
+                 f"{m['iou_best_size']:.2f} | {fmt(m['size'], '.2f')} | "
+                 f"{fmt(m.get('iou_best_position'), '.2f')} | {fmt(m.get('offset'), '.3f')} | "
+                 f"{fmt(m.get('haze'), '.2f')} | {m['empty']:.0%} | {m['steps']:.0f} | "
                  f"{m['wall_time_s']:.0f} | {m['runs']} |")
   return "\n".join(lines)
 
