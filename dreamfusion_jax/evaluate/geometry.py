@@ -30,6 +30,12 @@ def rotate_y(points: np.ndarray, angle: float) -> np.ndarray:
   return np.stack([c * x + s * z, y, -s * x + c * z], axis=-1)
 
 
+def turned_truth(truth_fn: Callable, points: np.ndarray, angle: float) -> np.ndarray:
+  """Boolean grid of truth_fn on `points` turned by `angle` radians about +y: the truth aligned with an
+  occupancy whose object is turned the other way."""
+  return np.asarray(truth_fn(rotate_y(points, angle)), bool)
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
   """Intersection over union of two boolean grids (1.0 when both are empty)."""
   union = np.logical_or(a, b).sum()
@@ -58,7 +64,7 @@ def best_yaw_iou(occupied: np.ndarray, truth_fn: Callable, bound: float, num_ang
   points = mesh_lib.grid_points(bound, occupied.shape[0])
   best, best_angle = -1.0, 0.0
   for angle in np.linspace(0.0, 2 * np.pi, num_angles, endpoint=False):
-    truth = np.asarray(truth_fn(rotate_y(points, angle)), bool)
+    truth = turned_truth(truth_fn, points, angle)
     score = iou(occupied, truth)
     if score > best:
       best, best_angle = score, angle
@@ -122,8 +128,7 @@ def best_position_iou(occupied: np.ndarray, truth_fn: Callable, bound: float, ya
   resolution = occupied.shape[0]
   cell = 2.0 * bound / (resolution - 1)
   reach = int(np.floor(max_offset / cell + 1e-6))
-  points = mesh_lib.grid_points(bound, resolution)
-  truth = np.asarray(truth_fn(rotate_y(points, np.deg2rad(yaw_degrees))), bool)
+  truth = turned_truth(truth_fn, mesh_lib.grid_points(bound, resolution), np.deg2rad(yaw_degrees))
   best, best_cells = iou(occupied, truth), (0, 0, 0)
   steps = range(-reach, reach + 1)
   for cells in ((i, j, k) for i in steps for j in steps for k in steps):
@@ -146,7 +151,7 @@ def volume_errors(occupied: np.ndarray, truth_fn: Callable, bound: float, yaw_de
   A diagnostic beside the IoU, which they determine: IoU = (1 - missing) / (1 + sum of the extras).
   """
   points = mesh_lib.grid_points(bound, occupied.shape[0])
-  truth = np.asarray(truth_fn(rotate_y(points, np.deg2rad(yaw_degrees))), bool)
+  truth = turned_truth(truth_fn, points, np.deg2rad(yaw_degrees))
   volume = truth.sum()
   if volume == 0:
     raise ValueError("the true shape has no cell on the grid: refine the grid")
