@@ -76,6 +76,27 @@ def test_latent_render_exports_geometry_only(tmp_path):
   assert os.path.exists(out["mesh"][0])
 
 
+@pytest.mark.parametrize("keep", [0, 1])
+def test_the_written_mesh_drops_floaters_when_the_config_says(tmp_path, monkeypatch, keep):
+  """export.mesh_keep_largest reaches the written mesh: a ball of radius 0.4 and a floater of radius 0.15
+  beside it come out as two pieces with 0, as the ball alone with 1 (configs/shapes.py's setting)."""
+  config = tiny_config(mesh_resolution=48, mesh_level=1.0, mesh_keep_largest=keep)
+
+  def density(points):
+    points = np.asarray(points)
+    ball = np.linalg.norm(points, axis=-1) < 0.4
+    floater = np.linalg.norm(points - np.asarray([0.8, 0.0, 0.0]), axis=-1) < 0.15
+    return (10.0 * (ball | floater)).astype(np.float32)
+
+  monkeypatch.setattr(run, "field_fns", lambda scene, params: (density, None))
+  out = run.export_all(config, None, None, str(tmp_path), ("obj",), jax.random.key(0))
+  mesh = trimesh.load(out["mesh"][0], force="mesh")
+  pieces = mesh.split(only_watertight=False)
+  assert len(pieces) == (2 if keep == 0 else 1)
+  radii = np.linalg.norm(mesh.vertices, axis=-1)
+  assert radii.max() > 0.85 if keep == 0 else radii.max() < 0.5  # the floater's far side at 0.95
+
+
 def test_unknown_format_fails_before_rendering(tmp_path):
   config = tiny_config()
   with pytest.raises(ValueError, match="config.export.formats"):

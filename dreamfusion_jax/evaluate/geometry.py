@@ -3,7 +3,8 @@
 A text prompt fixes a shape, not its orientation about the vertical (+y) axis, and a NeRF distilled
 from "a cube" may come out turned by any yaw; so the score is the best IoU over a set of yaw angles.
 The NeRF's occupancy is its density above the level whose iso-surface has the rendered silhouettes
-(`export.mesh.auto_level`), the same surface the exported mesh shows.
+(`export.mesh.auto_level`), the same surface the exported mesh shows, floaters included (an export may
+drop them, `export.mesh_keep_largest`; the score keeps the whole field).
 
 Nor does a prompt fix the object's size, but the world does: its shapes have one size, which the prior
 learned through the world's cameras, so the benchmark's IoU is at the true size.
