@@ -51,6 +51,26 @@ def test_means_are_paired_over_the_runs_every_config_finished(tmp_path):
   assert "| cand | 3 |" in table and "+0.067" in table
 
 
+def test_where_the_objects_sit_is_compared_on_the_same_runs(tmp_path):
+  ref = [dict(_row("a red cube", 0, 0.5), iou_best_position=0.6, offset=[0.0, 3 * 0.02857, 4 * 0.02857]),
+         dict(_row("a blue torus", 0, 0.3), iou_best_position=0.4, offset=[0.0, 0.0, 0.0]),
+         dict(_row("a green cone", 1, 0.0), iou_best_position=0.0, offset=None)]  # an empty field
+  cand = [dict(r, iou_best_position=r["iou"], offset=[0.0, 0.0, 0.0]) for r in ref]
+  old = [_row(r["prompt"], r["seed"], r["iou"]) for r in ref]  # saved before the position was scored
+  _write(tmp_path / "ref.log", ref)
+  _write(tmp_path / "cand.log", cand)
+  _write(tmp_path / "old.log", old)
+  configs = {n: compare.read_rows(str(tmp_path / f"{n}.log")) for n in ("ref", "cand", "old")}
+  ref_out, cand_out, old_out = compare.compare(configs)
+  np.testing.assert_allclose(ref_out["iou_pos"], (0.6 + 0.4 + 0.0) / 3)
+  np.testing.assert_allclose(ref_out["offset"], (5 * 0.02857 + 0.0) / 2)  # a 3-4-5 move; the empty run left out
+  np.testing.assert_allclose(cand_out["iou_pos"], cand_out["iou"])
+  assert cand_out["offset"] == 0.0
+  assert old_out["iou_pos"] is None and old_out["offset"] is None
+  table = compare.format_table([ref_out, cand_out, old_out])
+  assert "| 0.333 | 0.071 |" in table and table.splitlines()[-1].endswith("| - | - |")
+
+
 def test_a_run_seen_twice_keeps_its_last_row(tmp_path):
   _write(tmp_path / "a.log", [_row("a red cube", 0, 0.1), _row("a red cube", 0, 0.4)])
   assert compare.read_rows(str(tmp_path / "a.log"))[("sds", "a red cube", 0)]["iou"] == 0.4

@@ -8,8 +8,9 @@ reference. A benchmark cut by a time box finishes different runs under different
 mean is over the (method, prompt, seed) runs that every config finished; per seed too, since a seed's
 runs move together (docs/benchmark.md: a single run forks by ~0.1, the mean of 12 by ~0.01). Prints
 one row per config: the runs compared, IoU / geo / colour / haze means, the IoU per seed, its mean
-difference from the reference with the paired runs' standard error, and on how many runs it was
-higher / lower (by more than 0.01).
+difference from the reference with the paired runs' standard error, on how many runs it was
+higher / lower (by more than 0.01), and where the objects sit: the IoU at the best position and the
+mean length of that move (geometry.best_position_iou; "-" when a row was saved before it was scored).
 """
 
 import glob
@@ -20,6 +21,16 @@ import numpy as np
 
 COLUMNS = ("iou", "r_geo", "r_color", "haze")
 TIE = 0.01  # an IoU within this of the reference's counts as neither higher nor lower
+
+
+def position_means(rows) -> tuple:
+  """(mean IoU at the best position, mean length of the move over the non-empty runs), each None
+  unless every row holds it (as evaluate's own table reads them)."""
+  placed = [r.get("iou_best_position") for r in rows]
+  if not rows or any(p is None for p in placed):
+    return None, None
+  offsets = [float(np.linalg.norm(r["offset"])) for r in rows if r.get("offset") is not None]
+  return float(np.mean(placed)), (float(np.mean(offsets)) if offsets else None)
 
 
 def read_rows(pattern: str) -> dict:
@@ -71,24 +82,27 @@ def compare(configs: dict) -> list:
     rows = [configs[name][k] for k in common]
     iou = np.array([r["iou"] for r in rows])
     diff = iou - ref
+    iou_pos, offset = position_means(rows)
     out.append(dict(
         name=name, runs=len(common),
         **{c: float(np.mean([r[c] for r in rows])) for c in COLUMNS},
         per_seed={s: float(np.mean([r["iou"] for k, r in zip(common, rows) if k[2] == s])) for s in seeds},
         diff=float(diff.mean()),
         diff_se=float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan"),
-        higher=int((diff > TIE).sum()), lower=int((diff < -TIE).sum())))
+        higher=int((diff > TIE).sum()), lower=int((diff < -TIE).sum()), iou_pos=iou_pos, offset=offset))
   return out
 
 
 def format_table(results: list) -> str:
   seeds = list(results[0]["per_seed"])
-  head = ["config", "runs", *COLUMNS, *(f"iou s{s}" for s in seeds), "d_iou", "+-se", "higher", "lower"]
+  head = ["config", "runs", *COLUMNS, *(f"iou s{s}" for s in seeds), "d_iou", "+-se", "higher", "lower",
+          "iou at best position", "offset"]
   lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
   for r in results:
     cells = [r["name"], str(r["runs"]), *(f"{r[c]:.3f}" for c in COLUMNS),
              *(f"{r['per_seed'][s]:.3f}" for s in seeds), f"{r['diff']:+.3f}", f"{r['diff_se']:.3f}",
-             str(r["higher"]), str(r["lower"])]
+             str(r["higher"]), str(r["lower"]),
+             *("-" if r[c] is None else f"{r[c]:.3f}" for c in ("iou_pos", "offset"))]
     lines.append("| " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
