@@ -230,3 +230,51 @@ def test_the_thirds_show_the_object_ever_larger():
   means = [area[g].mean() for g in fixed_point.scale_groups(fixed_point.apparent_scale(cams), 3)]
   assert means[0] < means[1] < means[2]
   assert np.corrcoef(fixed_point.apparent_scale(cams), np.sqrt(area))[0, 1] > 0.99
+
+
+def test_translation_rate_is_the_least_squares_move():
+  """A descent of k J plus a part orthogonal to J moves the object by exactly k; a view that the move
+  does not change (J = 0) reads 0."""
+  rng = np.random.default_rng(0)
+  jac = rng.normal(size=(3, 8, 8, 3))
+  jac[2] = 0.0
+  other = rng.normal(size=jac.shape)
+  other -= np.einsum("vhwc,vhwc->v", other, jac)[:, None, None, None] / np.maximum(
+      np.einsum("vhwc,vhwc->v", jac, jac), 1e-12)[:, None, None, None] * jac  # orthogonal to J per view
+  k = np.array([0.3, -1.7, 5.0])
+  rate = fixed_point.translation_rate(k[:, None, None, None] * jac + other, jac)
+  np.testing.assert_allclose(rate, [0.3, -1.7, 0.0], atol=1e-9)
+
+
+def test_a_raised_object_is_drawn_higher_by_focal_times_height_over_distance():
+  """moved_views moves the object, not the picture: a sphere raised by h, seen level (elevation 0) by
+  cameras aimed at the origin from distance d, is seen at angle theta = atan(h / d) and spans alpha =
+  asin(r / |(d, h)|) about it, so its silhouette (an ellipse) is centred f (tan(theta + alpha) +
+  tan(theta - alpha)) / 2 pixels above the image centre (~ f h / d / (1 - r^2 / d^2)); lowered, as much
+  below."""
+  config = shapes_config.get_config()
+  config.camera.look_at_std = config.camera.position_jitter = config.camera.up_std = 0.0
+  config.camera.elevation_range = (0.0, 0.0)
+  _, _, backgrounds, cams = fixed_point.true_views("a red sphere", config, 4, 32, jax.random.PRNGKey(1))
+  h = 0.05
+  rows = {}
+  for sign in (1.0, -1.0):
+    rgb = fixed_point.moved_views("a red sphere", config, cams, backgrounds, [0.0, sign * h, 0.0])
+    weight = np.linalg.norm(rgb - np.asarray(backgrounds)[:, None, None, :], axis=-1)  # the object's pixels
+    rows[sign] = (weight * np.arange(32)[None, :, None]).sum((1, 2)) / weight.sum((1, 2))
+  from dreamfusion_jax.shapes import sdf  # pylint: disable=g-import-not-at-top
+  d = np.linalg.norm(np.asarray(cams.position), axis=-1)
+  theta, alpha = np.arctan(h / d), np.arcsin(sdf.SCALE * sdf.SPHERE_RADIUS / np.hypot(d, h))
+  centre = np.asarray(cams.focal) * (np.tan(theta + alpha) + np.tan(theta - alpha)) / 2.0
+  np.testing.assert_allclose(rows[-1.0] - rows[1.0], 2.0 * centre, rtol=0.03)  # rows count downwards
+
+
+def test_position_needs_a_distance(monkeypatch, capsys):
+  for bad in ("0", "-0.1", "0.9"):
+    monkeypatch.setattr(sys, "argv", ["fixed_point", "--prompts", "a red cube", "--weights", "/nonexistent",
+                                      "--position", bad])
+    with pytest.raises(SystemExit):
+      fixed_point.main()
+    assert "--position is the distance" in capsys.readouterr().err
+  with pytest.raises(ValueError, match="distance > 0"):
+    fixed_point.measure_position(shapes_config.get_config(), None, None, "a red cube", 2, 1, 0.0)

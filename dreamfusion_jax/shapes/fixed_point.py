@@ -2,7 +2,7 @@
 
   python -m dreamfusion_jax.shapes.fixed_point [--config configs/shapes.py] [--weights DIR]
       [--prompts "a red cube,a purple table"] [--views 32] [--draws 12]
-      [--set nerf.background_saturation=0.5 --set sds.guidance_scale=7.5 ...] [--by-scale]
+      [--set nerf.background_saturation=0.5 --set sds.guidance_scale=7.5 ...] [--by-scale] [--position 0.087]
 
 A NeRF that renders the true object stays there only if the expected SDS step on the true renders is
 zero. This renders the true object of each prompt (albedo, on a flat background, through the
@@ -29,6 +29,15 @@ is never told the camera, so at large t, where x_t hardly shows the object's siz
 averaged over the cameras it was trained through: views that show the object small are pushed to grow it,
 views that show it large to shrink it, and one 3D object cannot satisfy both. A camera-conditioned prior
 (train_prior --camera-dim) is handed each view's camera (prior.camera_zoom) and can close that spread.
+
+--position D asks whether the prior holds the object at its height. The true object is raised by D (world
+units) and, separately, lowered by D (the cameras and lights moved instead), and the expected SDS descent
+there is projected on the image change of a vertical move, k = <d, dI/dy> / |dI/dy|^2 per view: the
+move, in world units per unit step, that the step makes. "restoring" is half of raised minus lowered:
+negative when the prior pushes a raised object down and a lowered one up. SDS runs leave objects a few
+cells off their true height (docs/benchmark.md, "Part of the IoU is place, not shape"); the shipped
+priors restore by ~-0.001 at D = 0.087 (3 cells), the camera prior, told where the origin projects,
+only 1.3x the text-only one ("Neither prior holds the object's height").
 """
 
 import argparse
@@ -196,6 +205,61 @@ def measure_by_scale(config, prior, prior_params, prompt: str, num_views: int, d
           [pressures(descent[m], covered[m], object_x, background_x[m]) for m in split])
 
 
+# The finite difference of the vertical move in --position: ~one cell of the benchmark's 64-cell grid over
+# configs/shapes.py's bound (evaluate.geometry, a cell is 0.029), below which the 32 x 32 views hardly change.
+MOVE_STEP = 0.03
+POSITION_MEASURES = ("raised", "lowered", "restoring")
+
+
+def translation_rate(descent, jacobian) -> np.ndarray:
+  """[V] the move that the descent makes in each view along the direction whose image derivative is
+  `jacobian`: the least-squares k of descent ~ k * jacobian, <d, J> / |J|^2 (0 where J is 0).
+  descent, jacobian: [V, h, w, C]."""
+  d, j = np.asarray(descent, np.float64), np.asarray(jacobian, np.float64)
+  num = np.einsum("vhwc,vhwc->v", d, j)
+  den = np.einsum("vhwc,vhwc->v", j, j)
+  return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+def moved_views(prompt: str, config, cams, backgrounds, offset) -> np.ndarray:
+  """[V, H, W, 3] in [0, 1]: the true albedo object of `prompt` moved by `offset` [3] (world units) on
+  each view's flat background, as true_views draws it; rendered by moving the cameras and their lights
+  by -offset, which is the same picture."""
+  shift = jnp.asarray(offset, jnp.float32)
+  moved = cams.replace(position=cams.position - shift, light_position=cams.light_position - shift)
+  rgb, coverage = world.render_prompt(prompt, moved, shading.ALBEDO, float(config.shading.ambient),
+                                      float(config.shading.diffuse))
+  return np.asarray(rgb + (1.0 - coverage[..., None]) * (backgrounds[:, None, None, :] - 1.0))
+
+
+def measure_position(config, prior, prior_params, prompt: str, num_views: int, draws: int, distance: float,
+                     seed: int = 0) -> dict:
+  """raised / lowered / restoring (module docstring, --position) of `prompt`'s true object moved up and
+  down by `distance`, under config.sds, over the same views and draws as measure's."""
+  if not distance > 0:
+    raise ValueError(f"the object is moved by a distance > 0, got {distance}")
+  key = jax.random.PRNGKey(seed)
+  _, _, backgrounds, cams = true_views(prompt, config, num_views, prior.image_size, key)
+  emb = text_lib.embed_prompts(prior, prior_params, prompt, config.negative_prompt,
+                               config.prior.view_dependent)
+  cond, uncond = text_lib.select(emb, cams.view, cams.azimuth, config.prior.view_interpolate)
+  # A camera-conditioned prior is told the cameras' own view of the origin, where the object belongs.
+  camera = camera_lib.conditioning(cams, config.prior.camera_zoom) if prior.camera_conditioned else None
+  encode = lambda offset: np.asarray(prior.encode_image(prior_params, moved_views(prompt, config, cams,
+                                                                                   backgrounds, offset)))
+  c, up, out = config.sds, np.asarray([0.0, 1.0, 0.0]), {}
+  for name, sign in (("raised", 1.0), ("lowered", -1.0)):
+    at = sign * distance * up
+    descent = expected_descent(prior, prior_params, jnp.asarray(encode(at)), cond, uncond,
+                               float(c.guidance_scale), float(c.t_min), float(c.t_max),
+                               jax.random.fold_in(key, 1), draws, c.weighting, c.threshold,
+                               float(c.denoise_weight), camera)
+    jacobian = (encode(at + MOVE_STEP * up) - encode(at - MOVE_STEP * up)) / (2.0 * MOVE_STEP)
+    out[name] = float(np.mean(translation_rate(descent, jacobian)))
+  out["restoring"] = 0.5 * (out["raised"] - out["lowered"])
+  return out
+
+
 def measure(config, prior, prior_params, prompt: str, num_views: int, draws: int, seed: int = 0) -> dict:
   """fog / growth / fade of `prompt`'s true object under config.sds, over all the views."""
   return measure_by_scale(config, prior, prior_params, prompt, num_views, draws, seed, groups=1)[0]
@@ -220,12 +284,17 @@ def main() -> None:
                            "term alone)")
   parser.add_argument("--by-scale", action="store_true",
                       help="also growth and fade per third of the views by the object's apparent size")
+  parser.add_argument("--position", type=float, default=None, metavar="D",
+                      help="also the push on the true object raised and lowered by D (world units; 0.087 is "
+                           "3 cells of the benchmark's grid): does the prior hold it at its height")
   args = parser.parse_args()
   prompts = captions.prompt_list(args.prompts)  # unknown words fail before any work
   if args.views < 1 or args.draws < 1:
     parser.error(f"--views and --draws must be >= 1, got {args.views}, {args.draws}")
   if args.by_scale and args.views < 3:
     parser.error(f"--by-scale splits the views into thirds: --views must be >= 3, got {args.views}")
+  if args.position is not None and not 0.0 < args.position <= 0.5:
+    parser.error(f"--position is the distance the object is moved, in (0, 0.5] world units, got {args.position}")
   config = config_files.load(args.config)
   try:
     config_files.apply_overrides(config, args.set)
@@ -266,6 +335,16 @@ def main() -> None:
       print(f"| {prompt} | {cells(by)} |")
     mean = [{m: np.mean([by[g][m] for by in thirds]) for m in MEASURES} for g in range(3)]
     print(f"| mean | {cells(mean)} |")
+  if args.position is not None:
+    print(f"\nThe true object moved up / down by {args.position}: the step's vertical move there (world units "
+          "per unit step; restoring < 0 holds it at its height):\n| prompt | raised | lowered | restoring |\n"
+          "|---|---|---|---|")
+    moves = []
+    for prompt in prompts:
+      moves.append(measure_position(config, prior, params, prompt, args.views, args.draws, args.position,
+                                    args.seed))
+      print(f"| {prompt} | " + " | ".join(f"{moves[-1][m]:+.4f}" for m in POSITION_MEASURES) + " |", flush=True)
+    print("| mean | " + " | ".join(f"{np.mean([r[m] for r in moves]):+.4f}" for m in POSITION_MEASURES) + " |")
   print(f"{len(prompts)} prompts in {time.time() - start:.0f} s")
 
 
