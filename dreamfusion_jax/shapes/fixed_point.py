@@ -172,11 +172,27 @@ def true_views(prompt: str, config, num_views: int, resolution: int, key):
   object of `prompt` through the config's training cameras, each on a flat colour (view_backgrounds)."""
   cam_key, bg_key = jax.random.split(key)
   cams = world.sample_cameras(cam_key, num_views, config, resolution)
+  backgrounds = view_backgrounds(bg_key, num_views, config.nerf)
+  rgb, coverage = _render_on(prompt, config, cams, backgrounds)
+  return rgb, np.asarray(coverage) > 0.5, backgrounds, cams
+
+
+def _render_on(prompt: str, config, cams, backgrounds):
+  """(rgb [V, H, W, 3], coverage [V, H, W]): the true albedo object through `cams`, each view's white
+  background replaced by its flat colour."""
   rgb, coverage = world.render_prompt(prompt, cams, shading.ALBEDO,
                                       float(config.shading.ambient), float(config.shading.diffuse))
-  backgrounds = view_backgrounds(bg_key, num_views, config.nerf)
-  rgb = rgb + (1.0 - coverage[..., None]) * (backgrounds[:, None, None, :] - 1.0)  # white -> the colour
-  return rgb, np.asarray(coverage) > 0.5, backgrounds, cams
+  return rgb + (1.0 - coverage[..., None]) * (backgrounds[:, None, None, :] - 1.0), coverage
+
+
+def _conditioning(config, prior, prior_params, prompt: str, cams):
+  """(cond, uncond, camera) of the config's SDS step for `prompt` in views `cams` (camera None for a
+  text-only prior; a camera-conditioned one is told where the origin, the object's place, projects)."""
+  emb = text_lib.embed_prompts(prior, prior_params, prompt, config.negative_prompt,
+                               config.prior.view_dependent)
+  cond, uncond = text_lib.select(emb, cams.view, cams.azimuth, config.prior.view_interpolate)
+  camera = camera_lib.conditioning(cams, config.prior.camera_zoom) if prior.camera_conditioned else None
+  return cond, uncond, camera
 
 
 def measure_by_scale(config, prior, prior_params, prompt: str, num_views: int, draws: int, seed: int = 0,
@@ -189,16 +205,12 @@ def measure_by_scale(config, prior, prior_params, prompt: str, num_views: int, d
   key = jax.random.PRNGKey(seed)
   rgb, covered, backgrounds, cams = true_views(prompt, config, num_views, prior.image_size, key)
   split = scale_groups(apparent_scale(cams), groups)  # bad `groups` fails before the prior runs
-  emb = text_lib.embed_prompts(prior, prior_params, prompt, config.negative_prompt,
-                               config.prior.view_dependent)
-  cond, uncond = text_lib.select(emb, cams.view, cams.azimuth, config.prior.view_interpolate)
+  cond, uncond, camera = _conditioning(config, prior, prior_params, prompt, cams)
   c = config.sds
   x = prior.encode_image(prior_params, rgb)
   descent = expected_descent(prior, prior_params, x, cond, uncond, float(c.guidance_scale),
                              float(c.t_min), float(c.t_max), jax.random.fold_in(key, 1), draws, c.weighting,
-                             c.threshold, float(c.denoise_weight),
-                             camera_lib.conditioning(cams, config.prior.camera_zoom)
-                             if prior.camera_conditioned else None)
+                             c.threshold, float(c.denoise_weight), camera)
   descent = np.asarray(descent)
   object_x, background_x = 2.0 * object_rgb - 1.0, 2.0 * np.asarray(backgrounds) - 1.0
   return (pressures(descent, covered, object_x, background_x),
@@ -227,9 +239,7 @@ def moved_views(prompt: str, config, cams, backgrounds, offset) -> np.ndarray:
   by -offset, which is the same picture."""
   shift = jnp.asarray(offset, jnp.float32)
   moved = cams.replace(position=cams.position - shift, light_position=cams.light_position - shift)
-  rgb, coverage = world.render_prompt(prompt, moved, shading.ALBEDO, float(config.shading.ambient),
-                                      float(config.shading.diffuse))
-  return np.asarray(rgb + (1.0 - coverage[..., None]) * (backgrounds[:, None, None, :] - 1.0))
+  return np.asarray(_render_on(prompt, config, moved, backgrounds)[0])
 
 
 def measure_position(config, prior, prior_params, prompt: str, num_views: int, draws: int, distance: float,
@@ -240,11 +250,7 @@ def measure_position(config, prior, prior_params, prompt: str, num_views: int, d
     raise ValueError(f"the object is moved by a distance > 0, got {distance}")
   key = jax.random.PRNGKey(seed)
   _, _, backgrounds, cams = true_views(prompt, config, num_views, prior.image_size, key)
-  emb = text_lib.embed_prompts(prior, prior_params, prompt, config.negative_prompt,
-                               config.prior.view_dependent)
-  cond, uncond = text_lib.select(emb, cams.view, cams.azimuth, config.prior.view_interpolate)
-  # A camera-conditioned prior is told the cameras' own view of the origin, where the object belongs.
-  camera = camera_lib.conditioning(cams, config.prior.camera_zoom) if prior.camera_conditioned else None
+  cond, uncond, camera = _conditioning(config, prior, prior_params, prompt, cams)
   encode = lambda offset: np.asarray(prior.encode_image(prior_params, moved_views(prompt, config, cams,
                                                                                    backgrounds, offset)))
   c, up, out = config.sds, np.asarray([0.0, 1.0, 0.0]), {}
