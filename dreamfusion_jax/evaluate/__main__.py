@@ -50,6 +50,7 @@ from dreamfusion_jax import step as step_lib
 from dreamfusion_jax import summaries
 from dreamfusion_jax import train
 from dreamfusion_jax import workdir as workdir_lib
+from dreamfusion_jax.evaluate import compare
 from dreamfusion_jax.evaluate import geometry
 from dreamfusion_jax.evaluate import r_precision
 from dreamfusion_jax.export import images as images_lib
@@ -375,10 +376,7 @@ def means(rows) -> dict:
   out["size"] = float(np.exp(np.mean(np.log(sizes)))) if sizes else None
   hazes = [r["haze"] for r in rows if r.get("haze") is not None]  # rows saved before it was scored lack it
   out["haze"] = float(np.mean(hazes)) if len(hazes) == len(rows) else None
-  placed = [r["iou_best_position"] for r in rows if r.get("iou_best_position") is not None]  # likewise
-  out["iou_best_position"] = float(np.mean(placed)) if placed and len(placed) == len(rows) else None
-  offsets = [np.linalg.norm(r["offset"]) for r in rows if r.get("offset") is not None]  # not the empty
-  out["offset"] = float(np.mean(offsets)) if offsets and out["iou_best_position"] is not None else None
+  out["iou_best_position"], out["offset"] = compare.position_means(rows)  # likewise
   for k in geometry.VOLUME_ERRORS:  # likewise for rows saved before the IoU's error split was scored
     values = [r[k] for r in rows if r.get(k) is not None]
     out[k] = float(np.mean(values)) if values and len(values) == len(rows) else None

@@ -25,7 +25,7 @@ TIE = 0.01  # an IoU within this of the reference's counts as neither higher nor
 
 def position_means(rows) -> tuple:
   """(mean IoU at the best position, mean length of the move over the non-empty runs), each None
-  unless every row holds it (as evaluate's own table reads them)."""
+  unless every row holds it (rows saved before they were scored lack it). evaluate's table uses it too."""
   placed = [r.get("iou_best_position") for r in rows]
   if not rows or any(p is None for p in placed):
     return None, None

@@ -94,9 +94,9 @@ def best_yaw_scale_iou(occupied: np.ndarray, truth_fn: Callable, bound: float, n
 
 
 # How far best_position_iou moves the truth along each axis, in world units: 4 cells of the benchmark's
-# 64-cell grid over configs/shapes.py's bound of 0.9 (a cell is 0.029). Well inside the cameras' look-at
-# jitter (base.py's 0.2), which may be what leaves an object's position loosely pinned: a text-only prior
-# is never told where the object projects, and its world showed the objects anywhere within that jitter.
+# 64-cell grid over configs/shapes.py's bound of 0.9 (a cell is 0.029), about the largest offset SDS
+# leaves: neither shipped prior pushes an object moved 3 cells back by much (`shapes.fixed_point
+# --position`), and the look-at jitter is not why (without it the cones sat as high; docs/benchmark.md).
 MAX_OFFSET = 0.12
 
 

@@ -170,11 +170,16 @@ def scale_groups(scale, groups: int = 3) -> list[np.ndarray]:
 def true_views(prompt: str, config, num_views: int, resolution: int, key):
   """(rgb [V, H, W, 3] in [0, 1], covered [V, H, W] bool, backgrounds [V, 3], cameras): the true albedo
   object of `prompt` through the config's training cameras, each on a flat colour (view_backgrounds)."""
-  cam_key, bg_key = jax.random.split(key)
-  cams = world.sample_cameras(cam_key, num_views, config, resolution)
-  backgrounds = view_backgrounds(bg_key, num_views, config.nerf)
+  cams, backgrounds = _sample_views(config, num_views, resolution, key)
   rgb, coverage = _render_on(prompt, config, cams, backgrounds)
   return rgb, np.asarray(coverage) > 0.5, backgrounds, cams
+
+
+def _sample_views(config, num_views: int, resolution: int, key):
+  """(cameras, backgrounds [V, 3]) of true_views, not rendered."""
+  cam_key, bg_key = jax.random.split(key)
+  return (world.sample_cameras(cam_key, num_views, config, resolution),
+          view_backgrounds(bg_key, num_views, config.nerf))
 
 
 def _render_on(prompt: str, config, cams, backgrounds):
@@ -249,7 +254,7 @@ def measure_position(config, prior, prior_params, prompt: str, num_views: int, d
   if not distance > 0:
     raise ValueError(f"the object is moved by a distance > 0, got {distance}")
   key = jax.random.PRNGKey(seed)
-  _, _, backgrounds, cams = true_views(prompt, config, num_views, prior.image_size, key)
+  cams, backgrounds = _sample_views(config, num_views, prior.image_size, key)  # true_views' views
   cond, uncond, camera = _conditioning(config, prior, prior_params, prompt, cams)
   encode = lambda offset: np.asarray(prior.encode_image(prior_params, moved_views(prompt, config, cams,
                                                                                    backgrounds, offset)))
