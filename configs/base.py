@@ -109,6 +109,8 @@ def get_config(arg=None):
   # Camera and light sampling (paper App. A).
   c.camera = cam = ml_collections.ConfigDict()
   cam.elevation_range = (-10.0, 90.0)  # degrees
+  cam.late_elevation_step = 0  # from this training step on (0: never) elevations come from ...
+  cam.late_elevation_range = (-10.0, 90.0)  # ... this range instead
   cam.azimuth_range = (0.0, 360.0)  # degrees; azimuth 0 is the front view
   cam.distance_range = (1.0, 1.5)  # paper's camera distance, in units of the scene
   cam.focal_range = (0.7, 1.35)  # focal = lambda x resolution, lambda ~ U(...)

@@ -34,15 +34,15 @@ NON_NEGATIVE = (
     "reg.entropy_ramp_steps", "reg.coverage", "reg.distortion",
     "reg.distortion_start", "reg.distortion_ramp_steps", "sjc.emptiness_weight",
     "sjc.center_depth_weight", "optim.warmup_steps", "optim.grad_clip", "nerf.blob_density",
-    "nerf.coarse_to_fine_steps", "nerf.coarse_to_fine_start",
+    "nerf.coarse_to_fine_steps", "nerf.coarse_to_fine_start", "camera.late_elevation_step",
     "sds.guidance_scale", "sjc.guidance_scale", "ism.guidance_scale")
 POSITIVE = ("nerf.bound", "nerf.blob_radius", "optim.lr", "optim.eps", "prior.camera_zoom")
 PROBABILITIES = ("shading.shaded_prob", "shading.textureless_prob", "sds.t_min", "sds.t_max",
                  "sds.t_max_start", "ism.t_min", "ism.t_max", "ism.t_max_start",
                  "nerf.random_background_prob", "nerf.background_saturation",
                  "reg.coverage_max", "sds.threshold_percentile", "sds.denoise_weight")
-RANGES = ("camera.elevation_range", "camera.azimuth_range", "camera.distance_range",
-          "camera.focal_range", "camera.light_distance_range")
+RANGES = ("camera.elevation_range", "camera.late_elevation_range", "camera.azimuth_range",
+          "camera.distance_range", "camera.focal_range", "camera.light_distance_range")
 ORDERED = (("sds.t_min", "sds.t_max"), ("sds.t_min", "sds.t_max_start"),
            ("ism.t_min", "ism.t_max"), ("ism.t_min", "ism.t_max_start"),
            ("nerf.hash_base_resolution", "nerf.hash_max_resolution"))

@@ -124,7 +124,7 @@ def _loss(params, batch, *, config, scene, prior, prior_params, text, keys, step
 def sample_batch(config, key, step, batch_size):
   """Cameras, lights and per-view shading modes of one step (identical for any device layout)."""
   k_cam, k_mode = jax.random.split(key)
-  cams = camera.sample_views(k_cam, batch_size, config)
+  cams = camera.sample_views(k_cam, batch_size, config, step)
   if config.prior.latent_render:  # latents carry no light: always render the albedo channels
     modes = jnp.full((batch_size,), shading.ALBEDO, jnp.int32)
   else:

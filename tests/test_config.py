@@ -58,6 +58,8 @@ def test_configs_are_locked():
     ({"render__resolution": -64}, "config.render.resolution = -64: must be a positive integer"),
     ({"batch_per_device": 0}, "config.batch_per_device = 0"),
     ({"camera__elevation_range": (90.0, -10.0)}, "config.camera.elevation_range = (90.0, -10.0)"),
+    ({"camera__late_elevation_range": (45.0, -10.0)}, "config.camera.late_elevation_range = (45.0, -10.0)"),
+    ({"camera__late_elevation_step": -1}, "config.camera.late_elevation_step = -1: must be >= 0"),
     ({"sds__t_min": 0.9, "sds__t_max": 0.5}, "config.sds.t_min = 0.9 is above config.sds.t_max = 0.5"),
     ({"shading__shaded_prob": 1.5}, "config.shading.shaded_prob = 1.5: must be in [0, 1]"),
     ({"reg__opacity": -1.0}, "config.reg.opacity = -1.0: must be >= 0"),

@@ -156,3 +156,18 @@ def test_sample_views_jits():
   config = _config()
   cams = jax.jit(lambda k: camera.sample_views(k, 4, config))(jax.random.PRNGKey(0))
   assert cams.position.shape == (4, 3) and cams.view.dtype == jnp.int32
+
+
+def test_late_elevations_come_from_their_own_range_from_their_step_on():
+  config = _config(late_elevation_step=200, late_elevation_range=(-10.0, 45.0))
+  draw = jax.jit(lambda k, s: camera.sample_views(k, 2048, config, s).elevation)
+  early, late = np.asarray(draw(jax.random.PRNGKey(0), 199)), np.asarray(draw(jax.random.PRNGKey(0), 200))
+  assert early.max() > 80.0 and early.min() >= -10.0  # the whole range until step 199
+  assert late.max() <= 45.0 and late.max() > 40.0 and late.min() >= -10.0  # the late one, covered
+  # Without a step (tools that sample views outside training) or with the switch at 0: the first range.
+  assert np.asarray(camera.sample_views(jax.random.PRNGKey(0), 2048, config).elevation).max() > 80.0
+  off = _config(late_elevation_range=(-10.0, 45.0))
+  assert np.asarray(camera.sample_views(jax.random.PRNGKey(0), 2048, off, 500).elevation).max() > 80.0
+  with pytest.raises(ValueError, match="late_elevation_range"):
+    camera.sample_views(jax.random.PRNGKey(0), 2, _config(late_elevation_step=5,
+                                                          late_elevation_range=(45.0, -10.0)), 9)

@@ -115,14 +115,16 @@ def _uniform(key, shape, value_range):
   return jax.random.uniform(key, shape, minval=value_range[0], maxval=value_range[1])
 
 
-def sample_views(key: jax.Array, batch_size: int, config) -> Cameras:
+def sample_views(key: jax.Array, batch_size: int, config, step=None) -> Cameras:
   """Samples B cameras and lights from the paper's distribution (DreamFusion App. A).
 
   Elevation, azimuth, distance and focal scale are uniform in config.camera's ranges; the camera centre
   is jittered by U(-j, j)^3, it looks at a point ~ N(0, look_at_std^2 I) with an up vector perturbed by
   N(0, up_std^2 I). The light direction is that of N(camera position, light_std^2 I) and its distance is
   the camera distance times U(light_distance_range), which keeps lights outside the object. The stored
-  elevation/azimuth and the view label are the sampled values before jitter.
+  elevation/azimuth and the view label are the sampled values before jitter. From training step
+  config.camera.late_elevation_step on (when above 0 and `step` is given) elevations are drawn from
+  config.camera.late_elevation_range instead.
   """
   cam = config.camera
   resolution = int(config.render.resolution)
@@ -137,6 +139,10 @@ def sample_views(key: jax.Array, batch_size: int, config) -> Cameras:
       ("elevation", "azimuth", "distance", "focal", "jitter", "target", "up", "light_dir", "light_dist"),
       jax.random.split(key, 9)))
   b = (batch_size,)
+  if step is not None and int(cam.late_elevation_step) > 0:
+    late_range = _check_range("late_elevation_range", cam.late_elevation_range)
+    late = jnp.asarray(step) >= int(cam.late_elevation_step)
+    elevation_range = tuple(jnp.where(late, l, e) for l, e in zip(late_range, elevation_range))
   elevation = _uniform(keys["elevation"], b, elevation_range)
   azimuth = jnp.mod(_uniform(keys["azimuth"], b, azimuth_range), 360.0)
   distance = _uniform(keys["distance"], b, distance_range)
