@@ -55,6 +55,9 @@
 #   PRIOR_CAMERA_DIM  > 0: a camera-conditioned prior (train_prior --camera-dim): a text-only INIT gets the
 #                  camera input added at zero; a camera-conditioned INIT needs its own value again
 #                  (default 0: text only)
+#   PRIOR_CAMERA_MAPS  1: the UNet also takes the camera as two image channels (train_prior --camera-maps),
+#                  added at zero to an INIT without them; the prior is then benchmarked as a camera
+#                  prior (default 0)
 #   BENCH_MINUTES  wall-clock cap of the benchmark (default 3.5; 0 skips it)
 #   BENCH_REFERENCE  1: also score the shipped config (configs/shapes.py as it is) beside the new prior,
 #                  SHARDS more processes at the same time, into eval_reference (default 1: the two on the
@@ -123,7 +126,8 @@ run_on_gpu() {
     --steps "$steps" --max-minutes "$prior_minutes" \
     --cooldown-minutes "$(awk "BEGIN {print $prior_minutes / 4}")" --lr "$lr" --batch "$batch" \
     --shape-weights $shape_weights --seed "$seed" --max-timestep "$max_timestep" --cameras shapes \
-    --camera-dim "${PRIOR_CAMERA_DIM:-0}" --out "$export_dir" 2>&1 \
+    --camera-dim "${PRIOR_CAMERA_DIM:-0}" $( (( ${PRIOR_CAMERA_MAPS:-0} )) && echo --camera-maps ) \
+    --out "$export_dir" 2>&1 \
     | tr '\r' '\n' | tee "$work/train_prior.log" | grep -v -E '^ *[0-9]+%' || true
   [[ -f "$export_dir/training.json" ]] || { echo "gpu_prior.sh: the prior was not exported" >&2; exit 1; }
   echo "prior: $((SECONDS - t0)) s"
@@ -137,7 +141,7 @@ run_on_gpu() {
 }
 
 prior_flags() {  # sets PRIOR_FLAGS: the config overrides that put the prior $1 where it would ship
-  if (( ${PRIOR_CAMERA_DIM:-0} > 0 )); then
+  if (( ${PRIOR_CAMERA_DIM:-0} > 0 || ${PRIOR_CAMERA_MAPS:-0} )); then
     PRIOR_FLAGS=(--config.prior.model=dreamfusion_jax/shapes/weights "--config.prior.ensemble=('$1',)")
   else
     PRIOR_FLAGS=(--config.prior.model="$1" --config.prior.ensemble="()")

@@ -80,7 +80,7 @@ def resolve_folder(model, local_files_only=False, from_pt=False, revision=None):
 
 
 def _needs_vae(folder):
-  """True if model_index.json lists a VAE, or (without one) if the UNet takes 4-channel latents."""
+  """True if model_index.json lists a VAE, or (without one) if the UNet predicts 4-channel latents."""
   index = os.path.join(folder, "model_index.json")
   if os.path.isfile(index):
     with open(index) as f:
@@ -89,7 +89,8 @@ def _needs_vae(folder):
   unet_config = os.path.join(folder, "unet", "config.json")
   if os.path.isfile(unet_config):
     with open(unet_config) as f:
-      return json.load(f).get("in_channels", 4) != 3
+      unet = json.load(f)  # out_channels: a pixel UNet may take camera maps besides its 3 channels
+      return unet.get("out_channels", unet.get("in_channels", 4)) != 3
   return False
 
 

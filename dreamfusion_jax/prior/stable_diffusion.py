@@ -73,20 +73,62 @@ def _resize(x, side):
 CAMERA_SLOTS = 6
 
 
-def camera_conditions(unet, camera, dtype, name: str = ""):
-  """The UNet's added_cond_kwargs for camera inputs [B, k] (k <= CAMERA_SLOTS), or None for no camera.
+# A prior may also take the camera as image channels beside x_t (the UNet's in_channels = out_channels +
+# CAMERA_MAP_CHANNELS, as Stable Diffusion's inpainting UNet takes its mask): at every pixel, where it
+# lies from the origin's projection, in world units at the origin's distance (camera_maps). The camera
+# vector above reaches a convolutional UNet only through the timestep embedding, added alike at every
+# pixel, so it has to learn from it where in the image that puts the object; the maps say so per pixel.
+CAMERA_MAP_CHANNELS = 2
 
-  A camera-conditioned UNet (addition_embed_type set) needs the camera, a text-only one refuses it.
+
+def camera_map_channels(unet) -> int:
+  """How many of the UNet's input channels are camera maps (0 or CAMERA_MAP_CHANNELS)."""
+  return int(unet.in_channels) - int(unet.out_channels)
+
+
+def is_camera_conditioned(unet) -> bool:
+  """Whether the UNet takes each view's camera: as a vector (addition_embed_type), as maps, or both."""
+  return unet.addition_embed_type is not None or camera_map_channels(unet) > 0
+
+
+def camera_maps(camera, side: int):
+  """[B, side, side, 2] per-pixel (right, up) offsets from the origin's projection, in world units.
+
+  camera [B, 4] is nerf.camera.conditioning: the apparent size of a world unit at the origin and the
+  origin's image coordinates, both in image widths x 100 (u right, v up from the image centre). Pixel
+  (row i, column j) has its centre at u = (j + 1/2) / side - 1/2, v = 1/2 - (i + 1/2) / side.
   """
-  conditioned = unet.addition_embed_type is not None
+  camera = jnp.asarray(camera, jnp.float32)
+  size = camera[:, 1, None, None] / 100.0
+  centres = (jnp.arange(side, dtype=jnp.float32) + 0.5) / side - 0.5
+  right = (centres[None, None, :] - camera[:, 2, None, None] / 100.0) / size
+  up = (-centres[None, :, None] - camera[:, 3, None, None] / 100.0) / size
+  shape = (camera.shape[0], side, side)
+  return jnp.stack([jnp.broadcast_to(right, shape), jnp.broadcast_to(up, shape)], axis=-1)
+
+
+def camera_conditions(unet, camera, dtype, name: str = ""):
+  """The UNet's added_cond_kwargs for camera inputs [B, k] (k <= CAMERA_SLOTS), or None for no vector.
+
+  A camera-conditioned UNet (a camera vector or camera maps) needs the camera, a text-only one refuses it.
+  """
+  conditioned = is_camera_conditioned(unet)
   if (camera is None) == conditioned:
     raise ValueError(f"prior {name!r} is " + ("camera-conditioned: it needs each view's camera"
                      if conditioned else "text-only: it takes no camera"))
-  if camera is None:
+  if camera is None or unet.addition_embed_type is None:
     return None
   b, k = camera.shape
   pad = jnp.zeros((b, (CAMERA_SLOTS - k) * unet.addition_time_embed_dim), dtype)
   return {"text_embeds": pad, "time_ids": jnp.asarray(camera, dtype)}
+
+
+def unet_inputs(unet, x, camera, dtype, name: str = ""):
+  """(sample NCHW, added_cond_kwargs) for NHWC x [B, h, w, C]: x with the camera maps the UNet takes."""
+  added = camera_conditions(unet, camera, dtype, name)
+  if camera_map_channels(unet):
+    x = jnp.concatenate([x, camera_maps(camera, x.shape[1]).astype(x.dtype)], axis=-1)
+  return jnp.transpose(x, (0, 3, 1, 2)).astype(dtype), added
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -125,7 +167,7 @@ class Prior:
   @property
   def camera_conditioned(self) -> bool:
     """Whether the UNet takes each view's camera (nerf.camera.conditioning) besides the text."""
-    return self.unet.addition_embed_type is not None
+    return is_camera_conditioned(self.unet)
 
   def tokenize(self, prompts):
     """Token ids [N, L] padded to the tokenizer's model_max_length (77 for CLIP), as the SD pipelines do."""
@@ -174,8 +216,7 @@ class Prior:
 
     camera [B, 4] (nerf.camera.conditioning): required by a camera-conditioned UNet, refused otherwise.
     """
-    added = camera_conditions(self.unet, camera, self.dtype, self.name)
-    sample = jnp.transpose(x_t, (0, 3, 1, 2)).astype(self.dtype)
+    sample, added = unet_inputs(self.unet, x_t, camera, self.dtype, self.name)
     t = jnp.asarray(t, jnp.int32)
     out = self.unet.apply({"params": params["unet"]}, sample, t, emb.astype(self.dtype),
                           added_cond_kwargs=added).sample

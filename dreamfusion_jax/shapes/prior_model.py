@@ -47,6 +47,9 @@ class PriorSpec:
   # each value sinusoidally embedded in this many channels and added to the timestep embedding
   # (diffusers' "text_time" addition, SDXL's micro-conditioning).
   camera_dim: int = 0
+  # True: the UNet also takes stable_diffusion.camera_maps as two more input channels (where each pixel
+  # lies from the origin's projection), beside or instead of the camera vector above.
+  camera_maps: bool = False
 
 
 def text_config(spec: PriorSpec):
@@ -64,7 +67,8 @@ def unet_kwargs(spec: PriorSpec) -> dict[str, Any]:
   """Constructor arguments of diffusers.FlaxUNet2DConditionModel for a 3-channel pixel prior."""
   n = len(spec.channels)
   return dict(
-      sample_size=RESOLUTION, in_channels=3, out_channels=3,
+      sample_size=RESOLUTION, out_channels=3,
+      in_channels=3 + (stable_diffusion.CAMERA_MAP_CHANNELS if spec.camera_maps else 0),
       down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (n - 1),
       up_block_types=("CrossAttnUpBlock2D",) * (n - 1) + ("UpBlock2D",),
       block_out_channels=tuple(spec.channels), layers_per_block=spec.layers_per_block,
@@ -91,6 +95,18 @@ def add_camera_input(key: jax.Array, spec: PriorSpec, unet_params) -> dict[str, 
   add = flax.core.unfreeze(fresh["add_embedding"])
   add["linear_2"] = jax.tree_util.tree_map(jnp.zeros_like, add["linear_2"])
   return dict(unet_params, add_embedding=add)
+
+
+def add_camera_maps(unet_params) -> dict[str, Any]:
+  """UNet params with the camera maps' input channels added to conv_in at zero: the same predictions.
+
+  Flax's conv kernel is [kh, kw, in, out]; the new input channels' slice starts at 0, its gradient not.
+  """
+  kernel = jnp.asarray(unet_params["conv_in"]["kernel"])
+  extra = jnp.zeros(kernel.shape[:2] + (stable_diffusion.CAMERA_MAP_CHANNELS,) + kernel.shape[3:],
+                    kernel.dtype)
+  conv_in = dict(unet_params["conv_in"], kernel=jnp.concatenate([kernel, extra], axis=2))
+  return dict(unet_params, conv_in=conv_in)
 
 
 def build(spec: PriorSpec):
@@ -130,11 +146,11 @@ def predict_noise(unet, params, x: jax.Array, t: jax.Array, context: jax.Array,
                   camera: jax.Array | None = None) -> jax.Array:
   """epsilon prediction for NHWC images x [B, H, W, 3] (the Flax UNet itself is NCHW).
 
-  camera [B, 4] (nerf.camera.conditioning) is required by a camera-conditioned UNet, refused otherwise.
+  camera [B, 4] (nerf.camera.conditioning) is required by a camera-conditioned UNet (a camera vector,
+  camera maps or both), refused otherwise.
   """
-  added = stable_diffusion.camera_conditions(unet, camera, jnp.float32)
-  out = unet.apply({"params": params}, jnp.transpose(x, (0, 3, 1, 2)), t, context,
-                   added_cond_kwargs=added).sample
+  sample, added = stable_diffusion.unet_inputs(unet, x, camera, jnp.float32)
+  out = unet.apply({"params": params}, sample, t, context, added_cond_kwargs=added).sample
   return jnp.transpose(out, (0, 2, 3, 1))
 
 

@@ -39,6 +39,7 @@ import tqdm
 
 from configs import base as base_config
 from configs import shapes as shapes_config
+from dreamfusion_jax.prior import stable_diffusion
 from dreamfusion_jax.shapes import captions
 from dreamfusion_jax.shapes import prior_model
 from dreamfusion_jax.shapes import tokenizer as tokenizer_lib
@@ -139,8 +140,9 @@ def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weight
   """The jitted step: render a batch (world.sample_batch's shape_weights), one optimizer update, EMA update.
 
   `lr_scale` multiplies the optimizer's scheduled learning rate (clock_cooldown_scale's cooldown);
-  `camera_lr_scale` multiplies it further for the camera input's own layers (unet/add_embedding), which
-  a fine-tune adds at zero to a network that has already learned.
+  `camera_lr_scale` multiplies it further for the camera input's own layers (unet/add_embedding, and the
+  camera maps' slice of unet/conv_in), which a fine-tune adds at zero to a network that has already
+  learned.
   """
   alphas_cumprod = jnp.asarray(prior_model.alphas_cumprod())
 
@@ -150,7 +152,7 @@ def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weight
     batch = world.sample_batch(data_key, batch_size, config, prior_model.RESOLUTION,
                                shape_weights=shape_weights)
     ids = token_table[batch.captions]
-    camera = batch.camera if unet.addition_embed_type is not None else None
+    camera = batch.camera if stable_diffusion.is_camera_conditioned(unet) else None
     loss, grads = jax.value_and_grad(diffusion_loss)(
         state.params, text, unet, batch.images, ids, loss_key, alphas_cumprod, max_timestep, camera)
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
@@ -159,6 +161,10 @@ def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weight
     if "add_embedding" in updates["unet"]:
       updates["unet"] = dict(updates["unet"], add_embedding=jax.tree_util.tree_map(
           lambda u: camera_lr_scale * u, updates["unet"]["add_embedding"]))
+    if stable_diffusion.camera_map_channels(unet):  # conv_in's input channels after the image's 3
+      conv_in = updates["unet"]["conv_in"]
+      kernel = conv_in["kernel"].at[:, :, 3:, :].multiply(camera_lr_scale)
+      updates["unet"] = dict(updates["unet"], conv_in=dict(conv_in, kernel=kernel))
     params = optax.apply_updates(state.params, updates)
     # EMA warm-up: early on the average follows the weights closely, then settles at EMA_DECAY.
     decay = jnp.minimum(EMA_DECAY, (1.0 + state.step) / (10.0 + state.step))
@@ -264,7 +270,6 @@ def warm_start_from_weights(weights_dir: str, workdir: str, spec_overrides: dict
   record): record is the weights' `lineage`, to be kept as meta["warm_start"] (it nests the record of
   any earlier warm start).
   """
-  from dreamfusion_jax.prior import stable_diffusion  # pylint: disable=g-import-not-at-top
   info_path = os.path.join(weights_dir, "training.json")
   if not os.path.exists(info_path):
     raise FileNotFoundError(f"--init-from-weights: {info_path} is missing; the folder must be one "
@@ -275,10 +280,13 @@ def warm_start_from_weights(weights_dir: str, workdir: str, spec_overrides: dict
   add_camera = ours.get("camera_dim", 0) and not theirs.get("camera_dim", 0)
   if add_camera:  # a text-only prior continued with a camera input (prior_model.add_camera_input)
     theirs["camera_dim"] = ours["camera_dim"]
+  add_maps = ours.get("camera_maps", False) and not theirs.get("camera_maps", False)
+  if add_maps:  # a prior continued with camera maps (prior_model.add_camera_maps)
+    theirs["camera_maps"] = True
   if {k: v for k, v in theirs.items() if v} != {k: v for k, v in ours.items() if v}:
     raise ValueError(f"--init-from-weights: the weights' spec {info.get('spec')} differs from this "
                      f"run's {spec_overrides}; pass the weights' --channels/--text-width/--text-layers"
-                     "/--camera-dim")
+                     "/--camera-dim/--camera-maps")
   target = _paths(workdir)["tokenizer"]
   os.makedirs(target, exist_ok=True)
   source = os.path.join(weights_dir, "tokenizer")
@@ -291,6 +299,8 @@ def warm_start_from_weights(weights_dir: str, workdir: str, spec_overrides: dict
   if add_camera:
     spec = prior_model.PriorSpec(**spec_overrides)
     params["unet"] = prior_model.add_camera_input(jax.random.PRNGKey(0), spec, params["unet"])
+  if add_maps:
+    params["unet"] = prior_model.add_camera_maps(params["unet"])
   return jax.tree_util.tree_map(lambda x: jnp.asarray(x, jnp.float32), params), lineage(info, weights_dir)
 
 
@@ -374,6 +384,8 @@ def train(args) -> None:
                         text_layers=args.text_layers)
   if args.camera_dim:  # absent, not 0, for a text-only prior: its training.json stays as it was
     spec_overrides["camera_dim"] = args.camera_dim
+  if args.camera_maps:  # likewise absent unless asked for
+    spec_overrides["camera_maps"] = True
   shape_weights = tuple(args.shape_weights)
   paths = _paths(args.workdir)
   warm = None
@@ -470,6 +482,10 @@ def main() -> None:
                       help="> 0: a camera-conditioned UNet (nerf.camera.conditioning, each value embedded "
                            "in this many channels); with --init-from-weights of a text-only prior, the "
                            "camera input is added at zero")
+  parser.add_argument("--camera-maps", action="store_true",
+                      help="the UNet also takes two camera-map channels (stable_diffusion.camera_maps: "
+                           "where each pixel lies from the origin's projection); with --init-from-weights "
+                           "of a prior without them, they are added at zero")
   parser.add_argument("--camera-lr-scale", type=float, default=1.0,
                       help="the camera input's layers learn at this multiple of the learning rate")
   parser.add_argument("--checkpoint-minutes", type=float, default=5.0)
