@@ -3,6 +3,7 @@
 import os
 
 import jax
+import jax.numpy as jnp
 
 from dreamfusion_jax import config_files
 from dreamfusion_jax.shapes import captions
@@ -51,3 +52,19 @@ def learned_camera_layer(unet_params, seed: int):
   keys = jax.random.split(jax.random.PRNGKey(seed), len(leaves))
   layer = jax.tree_util.tree_unflatten(tree, [jax.random.normal(k, x.shape) for k, x in zip(keys, leaves)])
   return dict(unet_params, add_embedding=dict(unet_params["add_embedding"], linear_2=layer))
+
+
+def params_after_two_steps(text, unet, params, tok, camera_lr_scale: float):
+  """A prior's params after train_prior's step has run twice from `params` (the first step's learning
+  rate is 0, the warm-up's), at this camera_lr_scale: what the step's second update did to them."""
+  from configs import base as base_config  # pylint: disable=g-import-not-at-top
+  from dreamfusion_jax.shapes import train_prior  # pylint: disable=g-import-not-at-top
+  optimizer = train_prior.make_optimizer(1e-3, 1)
+  table = jnp.asarray(tokenizer_lib.encode(tok, captions.caption_table()))
+  state = train_prior.TrainState(
+      step=jnp.zeros((), jnp.int32), params=jax.tree_util.tree_map(jnp.copy, params),
+      ema=jax.tree_util.tree_map(jnp.copy, params), opt_state=optimizer.init(params))
+  step_fn = train_prior.make_train_step(text, unet, optimizer, base_config.get_config(), 8,
+                                        camera_lr_scale=camera_lr_scale)
+  state, _ = step_fn(state, jax.random.PRNGKey(0), table)
+  return step_fn(state, jax.random.PRNGKey(0), table)[0].params

@@ -9,11 +9,9 @@ import pytest
 
 import helpers  # pylint: disable=g-bad-import-order
 
-from configs import base as base_config
 from configs import shapes as shapes_config
 from dreamfusion_jax.nerf import camera as camera_lib
 from dreamfusion_jax.prior import stable_diffusion
-from dreamfusion_jax.shapes import captions
 from dreamfusion_jax.shapes import prior_model
 from dreamfusion_jax.shapes import tokenizer as tokenizer_lib
 from dreamfusion_jax.shapes import train_prior
@@ -157,18 +155,10 @@ def test_train_step_scales_the_map_channels_learning_rate_alone(tiny):
   """camera_lr_scale multiplies the update of conv_in's map channels (0 leaves them at zero, 2 doubles
   their step) and leaves its image channels' step as it was; the maps reach the UNet, so they move."""
   params = tiny["map_params"]
-  optimizer = train_prior.make_optimizer(1e-3, 1)
-  table = jnp.asarray(tokenizer_lib.encode(tiny["tok"], captions.caption_table()))
 
   def one_step(scale):
-    state = train_prior.TrainState(
-        step=jnp.zeros((), jnp.int32), params=jax.tree_util.tree_map(jnp.copy, params),
-        ema=jax.tree_util.tree_map(jnp.copy, params), opt_state=optimizer.init(params))
-    step_fn = train_prior.make_train_step(tiny["text"], tiny["map_unet"], optimizer,
-                                          base_config.get_config(), 8, camera_lr_scale=scale)
-    state, _ = step_fn(state, jax.random.PRNGKey(0), table)  # warm-up: the first step's rate is 0
-    moved = step_fn(state, jax.random.PRNGKey(0), table)[0].params["unet"]["conv_in"]["kernel"]
-    return np.asarray(moved) - np.asarray(params["unet"]["conv_in"]["kernel"])
+    moved = helpers.params_after_two_steps(tiny["text"], tiny["map_unet"], params, tiny["tok"], scale)
+    return np.asarray(moved["unet"]["conv_in"]["kernel"]) - np.asarray(params["unet"]["conv_in"]["kernel"])
 
   one, zero, two = one_step(1.0), one_step(0.0), one_step(2.0)
   assert float(np.max(np.abs(one[:, :, 3:]))) > 1e-5

@@ -169,19 +169,9 @@ def test_train_step_feeds_the_batch_camera_and_scales_the_camera_layers_learning
   """One training step of the camera prior: camera_lr_scale multiplies the camera layers' update alone
   (0 leaves them, 2 doubles their step, the rest of the UNet steps as before), and they move: the zero
   last layer's gradient is the camera embedding's activation, so the batch's camera reaches the UNet."""
-  from configs import base as base_config  # pylint: disable=g-import-not-at-top
   params = tiny["cam_params"]
-  optimizer = train_prior.make_optimizer(1e-3, 1)
-  table = jnp.asarray(tokenizer_lib.encode(tiny["tok"], captions.caption_table()))
-
-  def one_step(scale):
-    state = train_prior.TrainState(
-        step=jnp.zeros((), jnp.int32), params=jax.tree_util.tree_map(jnp.copy, params),
-        ema=jax.tree_util.tree_map(jnp.copy, params), opt_state=optimizer.init(params))
-    step_fn = train_prior.make_train_step(tiny["text"], tiny["cam_unet"], optimizer,
-                                          base_config.get_config(), 8, camera_lr_scale=scale)
-    state, _ = step_fn(state, jax.random.PRNGKey(0), table)  # warm-up: the first step's rate is 0
-    return step_fn(state, jax.random.PRNGKey(0), table)[0].params
+  one_step = lambda scale: helpers.params_after_two_steps(tiny["text"], tiny["cam_unet"], params,
+                                                          tiny["tok"], scale)
 
   moved = lambda p, part: jax.tree_util.tree_map(lambda a, b: np.asarray(a) - np.asarray(b),
                                                  p["unet"][part], params["unet"][part])

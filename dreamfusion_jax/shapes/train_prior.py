@@ -158,13 +158,7 @@ def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weight
     updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
     # adamw's update is -lr (adam + weight decay * params): scaling it scales the learning rate.
     updates = jax.tree_util.tree_map(lambda u: lr_scale * u, updates)
-    if "add_embedding" in updates["unet"]:
-      updates["unet"] = dict(updates["unet"], add_embedding=jax.tree_util.tree_map(
-          lambda u: camera_lr_scale * u, updates["unet"]["add_embedding"]))
-    if stable_diffusion.camera_map_channels(unet):  # conv_in's input channels after the image's 3
-      conv_in = updates["unet"]["conv_in"]
-      kernel = conv_in["kernel"].at[:, :, 3:, :].multiply(camera_lr_scale)
-      updates["unet"] = dict(updates["unet"], conv_in=dict(conv_in, kernel=kernel))
+    updates = dict(updates, unet=scale_camera_updates(updates["unet"], camera_lr_scale))
     params = optax.apply_updates(state.params, updates)
     # EMA warm-up: early on the average follows the weights closely, then settles at EMA_DECAY.
     decay = jnp.minimum(EMA_DECAY, (1.0 + state.step) / (10.0 + state.step))
@@ -172,6 +166,18 @@ def make_train_step(text, unet, optimizer, config, batch_size: int, shape_weight
     return TrainState(step=state.step + 1, params=params, ema=ema, opt_state=opt_state), loss
 
   return jax.jit(step_fn, donate_argnums=0)
+
+
+def scale_camera_updates(unet_updates, scale: float):
+  """UNet updates with the camera input's own parameters scaled by `scale`: the camera vector's
+  embedding (add_embedding) and the camera maps' input channels of conv_in (those after the image's 3)."""
+  out = dict(unet_updates)
+  if "add_embedding" in out:
+    out["add_embedding"] = jax.tree_util.tree_map(lambda u: scale * u, out["add_embedding"])
+  kernel = out["conv_in"]["kernel"]
+  if kernel.shape[2] > 3:
+    out["conv_in"] = dict(out["conv_in"], kernel=kernel.at[:, :, 3:, :].multiply(scale))
+  return out
 
 
 def on_one_device(state: TrainState) -> TrainState:
