@@ -40,13 +40,16 @@ def get_config(arg=None):
     c.num_steps = 600
     c.prior.model = SHAPES_PRIOR
     # SDS against the mean of two priors' noise predictions (prior/ensemble.py): the text-only prior and
-    # its camera-conditioned fine-tune, which is told each view's elevation, apparent size and where the
-    # object's centre projects. Each alone trades prompts: the text-only one draws the spheres and the
-    # white cylinder better (red sphere IoU 0.88 against 0.68, seed 0), the camera one the snowman, the
-    # cubes and the orange cone (black snowman 0.71 against 0.42). Together, over the 12 benchmark prompts and
-    # seeds 0-1: IoU 0.586 (text-only 0.551, camera alone 0.579), geo 0.74 (0.72, 0.70), colour 1.00,
-    # higher than the text-only prior on 17 of the 24 runs (docs/benchmark.md, "An ensemble of the
-    # text-only and the camera prior"). Twice the UNet calls: a run ~6% slower on the 2-core CPU.
+    # its camera-conditioned fine-tune, which is told each view's camera as a vector (elevation, apparent
+    # size, where the object's centre projects) and as two image channels (where each pixel's ray crosses
+    # the plane through the origin). Each prior alone trades prompts: the text-only one draws the spheres
+    # and the white cylinder better (red sphere IoU 0.88 against 0.68, seed 0, the vector-only camera
+    # prior), the camera one the snowman, the cubes and the orange cone (black snowman 0.71 against 0.42).
+    # Together, over the 12 benchmark prompts and seeds 0-1: IoU 0.613 (seed 0 0.630, seed 1 0.595; the
+    # text-only prior alone 0.551, the ensemble with the vector-only camera prior 0.586), geo 0.74,
+    # colour 1.00; the image channels put the cones in place (orange cone 0.83 / 0.81 against 0.70 /
+    # 0.55). docs/benchmark.md, "An ensemble of the text-only and the camera prior" and "The camera as
+    # image channels". Twice the UNet calls: a run ~6% slower on the 2-core CPU.
     c.prior.ensemble = (SHAPES_CAMERA_PRIOR,)
     c.prior.dtype = "float32"  # a 3 MB model: bf16 saves nothing on a CPU
     # The prior saw textureless (white) renders only under colourless captions ("a cube"), so

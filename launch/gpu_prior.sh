@@ -54,10 +54,10 @@
 #                  range configs/shapes.py's SDS queries, t <= 0.6 after its first 200 steps)
 #   PRIOR_CAMERA_DIM  > 0: a camera-conditioned prior (train_prior --camera-dim): a text-only INIT gets the
 #                  camera input added at zero; a camera-conditioned INIT needs its own value again
-#                  (default 0: text only)
+#                  (default 0: text only; the shipped camera prior: 32 and PRIOR_CAMERA_MAPS=1)
 #   PRIOR_CAMERA_MAPS  1: the UNet also takes the camera as two image channels (train_prior --camera-maps),
-#                  added at zero to an INIT without them; the prior is then benchmarked as a camera
-#                  prior (default 0)
+#                  added at zero to an INIT without them (an INIT with them, such as the shipped camera
+#                  prior, needs it again); the prior is then benchmarked as a camera prior (default 0)
 #   BENCH_MINUTES  wall-clock cap of the benchmark (default 3.5; 0 skips it)
 #   BENCH_REFERENCE  1: also score the shipped config (configs/shapes.py as it is) beside the new prior,
 #                  SHARDS more processes at the same time, into eval_reference (default 1: the two on the
@@ -197,7 +197,8 @@ diagnose() {  # the step's parts, the whole step, then train_prior's loop: each 
       | grep -v -i warning || echo "(cut at 400 s)"
     echo "== train_prior's loop, $minutes minutes, from the camera prior, batch $batch"
     "$PYTHON" -m dreamfusion_jax.shapes.train_prior --workdir "$work/diagnose" \
-      --init-from-weights dreamfusion_jax/shapes/camera_weights --camera-dim 32 --steps 1000000 \
+      --init-from-weights dreamfusion_jax/shapes/camera_weights --camera-dim 32 --camera-maps \
+      --steps 1000000 \
       --max-minutes "$minutes" --batch "$batch" --cameras shapes --shape-weights 1 1 1 1 2 2 2 2 \
       --out "$work/diagnose/export" 2>&1 \
       | tr '\r' '\n' | grep -E "it/s|s/it|checkpoint|stopping" | tail -n 4 || true
