@@ -68,3 +68,14 @@ def params_after_two_steps(text, unet, params, tok, camera_lr_scale: float):
                                         camera_lr_scale=camera_lr_scale)
   state, _ = step_fn(state, jax.random.PRNGKey(0), table)
   return step_fn(state, jax.random.PRNGKey(0), table)[0].params
+
+
+def save_export(out: str, spec, params, tok_dir: str, spec_fields: dict, **record) -> str:
+  """Saves a tiny prior as train_prior exports it (float32), its training.json's spec being spec_fields.
+
+  record adds other training.json fields (e.g. step=3). Returns out, for warm_start_from_weights.
+  """
+  info = {**record, "spec": dict(spec_fields, channels=list(spec_fields["channels"]))}
+  prior_model.save_diffusers(out, spec, params, tok_dir, info, dtype=jnp.float32)
+  return out
+

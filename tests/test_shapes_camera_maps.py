@@ -133,10 +133,8 @@ def test_warm_start_adds_maps_to_a_camera_prior(tiny, tmp_path):
   """--init-from-weights of a camera prior with --camera-maps: the same params, conv_in widened by zeros."""
   overrides = dict(channels=tiny["spec"].channels, text_width=tiny["spec"].text_width,
                    text_layers=tiny["spec"].text_layers, camera_dim=8)
-  weights = str(tmp_path / "weights")
-  prior_model.save_diffusers(weights, tiny["spec"], tiny["params"], tiny["tok_dir"],
-                             {"spec": dict(overrides, channels=list(tiny["spec"].channels))},
-                             dtype=jnp.float32)
+  weights = helpers.save_export(str(tmp_path / "weights"), tiny["spec"], tiny["params"], tiny["tok_dir"],
+                                overrides)
   params, _ = train_prior.warm_start_from_weights(weights, str(tmp_path / "run"),
                                                   dict(overrides, camera_maps=True))
   kernel = np.asarray(params["unet"]["conv_in"]["kernel"])
@@ -144,10 +142,8 @@ def test_warm_start_adds_maps_to_a_camera_prior(tiny, tmp_path):
   np.testing.assert_array_equal(kernel[:, :, 3:], 0.0)
   np.testing.assert_array_equal(kernel[:, :, :3], np.asarray(tiny["params"]["unet"]["conv_in"]["kernel"]))
   with pytest.raises(ValueError, match="camera-maps"):  # a map prior is not continued without its maps
-    maps = str(tmp_path / "maps")
-    prior_model.save_diffusers(maps, tiny["map_spec"], tiny["map_params"], tiny["tok_dir"],
-                               {"spec": dict(overrides, channels=list(tiny["spec"].channels),
-                                             camera_maps=True)}, dtype=jnp.float32)
+    maps = helpers.save_export(str(tmp_path / "maps"), tiny["map_spec"], tiny["map_params"], tiny["tok_dir"],
+                               dict(overrides, camera_maps=True))
     train_prior.warm_start_from_weights(maps, str(tmp_path / "run2"), overrides)
 
 

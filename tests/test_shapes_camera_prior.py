@@ -144,10 +144,8 @@ def test_warm_start_adds_the_camera_input_to_text_only_weights(tiny, tmp_path):
   """--init-from-weights of a text-only prior with --camera-dim: the same params plus a zero camera layer."""
   spec_overrides = dict(channels=tiny["spec"].channels, text_width=tiny["spec"].text_width,
                         text_layers=tiny["spec"].text_layers)
-  weights = str(tmp_path / "weights")
-  prior_model.save_diffusers(weights, tiny["spec"], tiny["params"], tiny["tok_dir"],
-                             {"step": 3, "spec": dict(spec_overrides, channels=list(tiny["spec"].channels))},
-                             dtype=jnp.float32)
+  weights = helpers.save_export(str(tmp_path / "weights"), tiny["spec"], tiny["params"], tiny["tok_dir"],
+                                spec_overrides, step=3)
   params, _ = train_prior.warm_start_from_weights(weights, str(tmp_path / "run"),
                                                   dict(spec_overrides, camera_dim=CAMERA_DIM))
   assert set(params["unet"]) == set(tiny["params"]["unet"]) | {"add_embedding"}
@@ -158,10 +156,8 @@ def test_warm_start_adds_the_camera_input_to_text_only_weights(tiny, tmp_path):
       np.asarray(prior_model.predict_noise(tiny["cam_unet"], params["unet"], x, t, context, camera)),
       np.asarray(prior_model.predict_noise(tiny["unet"], tiny["params"]["unet"], x, t, context)))
   with pytest.raises(ValueError, match="camera-dim"):  # a camera prior is not continued as text-only
-    cam_weights = str(tmp_path / "cam_weights")
-    prior_model.save_diffusers(cam_weights, tiny["cam_spec"], tiny["cam_params"], tiny["tok_dir"],
-                               {"spec": dict(spec_overrides, channels=list(tiny["spec"].channels),
-                                             camera_dim=CAMERA_DIM)}, dtype=jnp.float32)
+    cam_weights = helpers.save_export(str(tmp_path / "cam_weights"), tiny["cam_spec"], tiny["cam_params"],
+                                      tiny["tok_dir"], dict(spec_overrides, camera_dim=CAMERA_DIM))
     train_prior.warm_start_from_weights(cam_weights, str(tmp_path / "run2"), spec_overrides)
 
 
